@@ -1,0 +1,97 @@
+"""The standard callback set and the optimizer, built from the training config."""
+
+import math
+import os
+
+import keras
+
+
+def make_optimizer(optimizer="adamw", learning_rate=1e-3, weight_decay=1e-4, clipnorm=None, lr_schedule="cosine", warmup_epochs=1, epochs=20, steps_per_epoch=1):
+    """Returns the optimizer; a cosine schedule with warmup is built into its learning rate.
+
+    Args:
+        optimizer: "adam" or "adamw".
+        learning_rate: the peak learning rate.
+        weight_decay: decoupled weight decay (adamw only).
+        clipnorm: clip each gradient to this norm; None disables clipping.
+        lr_schedule: "cosine" puts a warmup + cosine decay schedule into the optimizer;
+            the others ("step", "plateau", "constant") use a constant rate that a callback
+            may change.
+        warmup_epochs: linear warmup length for "cosine".
+        epochs: the planned number of epochs (the cosine decay length).
+        steps_per_epoch: batches per epoch.
+
+    Example:
+    >>> make_optimizer("adamw", 1e-3, lr_schedule="cosine", epochs=10, steps_per_epoch=20)
+    """
+    rate = learning_rate
+    if lr_schedule == "cosine":
+        warmup_steps = max(0, warmup_epochs) * steps_per_epoch
+        decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
+        if warmup_steps:
+            rate = keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=learning_rate / 100, decay_steps=decay_steps,
+                warmup_target=learning_rate, warmup_steps=warmup_steps, alpha=0.01,
+            )
+        else:
+            rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.01)
+    elif lr_schedule not in ("step", "plateau", "constant"):
+        raise ValueError(f"train.lr_schedule must be cosine, step, plateau or constant, got {lr_schedule!r}")
+    if optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay, clipnorm=clipnorm)
+    if optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=rate, clipnorm=clipnorm)
+    raise ValueError(f"train.optimizer must be adam or adamw, got {optimizer!r}")
+
+
+def step_decay(learning_rate, step_size, gamma):
+    """The seed's StepLR as a function of the epoch: `lr * gamma ** (epoch // step_size)`."""
+
+    def schedule(epoch, current_rate=None):
+        return learning_rate * gamma ** (epoch // step_size)
+
+    return schedule
+
+
+def make_callbacks(run_dir, lr_schedule="cosine", learning_rate=1e-3, step_size=7, step_gamma=0.1, plateau_factor=0.5, plateau_patience=2, early_stopping_patience=5, profile=False, backup_dir=None, verbose=1, checkpoint_dir=None, tensorboard_dir=None):
+    """Returns the standard callbacks, writing into `run_dir`.
+
+    EarlyStopping on val_loss (restoring the best weights), ModelCheckpoint of the best
+    model (`checkpoints/best.keras`), the LR callback for "step"/"plateau", TensorBoard
+    (with a profiler trace of batches 5-10 when `profile`), CSVLogger (`history.csv`,
+    appended so a resumed run keeps its earlier epochs), TerminateOnNaN, and
+    BackupAndRestore (`backup/`), so that a killed run started again resumes from the
+    last completed epoch.
+
+    Args:
+        run_dir: the run directory.
+        lr_schedule, learning_rate, step_size, step_gamma, plateau_factor, plateau_patience:
+            the learning-rate policy (see `kerasdl.config.TrainConfig`).
+        early_stopping_patience: epochs without a better val_loss before stopping.
+        profile: record a profiler trace.
+        backup_dir, checkpoint_dir, tensorboard_dir: override where those callbacks write
+            (multi-worker runs point non-chief workers at temporary folders).
+        verbose: messages from the LR callbacks.
+
+    Example:
+    >>> callbacks = make_callbacks("runs/cnn/20260101-000000")
+    """
+    checkpoint_dir = checkpoint_dir or os.path.join(run_dir, "checkpoints")
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir or os.path.join(run_dir, "backup"), delete_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True, verbose=1),
+        keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "best.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(tensorboard_dir or os.path.join(run_dir, "tensorboard"), profile_batch=(5, 10) if profile else 0),
+    ]
+    if lr_schedule == "step":
+        callbacks.append(keras.callbacks.LearningRateScheduler(step_decay(learning_rate, step_size, step_gamma), verbose=0))
+    elif lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=plateau_factor, patience=plateau_patience, verbose=verbose))
+    return callbacks
+
+
+def steps_per_epoch(num_examples, batch_size):
+    return max(1, math.ceil(num_examples / batch_size))

@@ -1,0 +1,88 @@
+"""Arrays from a `.npz` file: `x` and `y` (or `x_train`/`y_train` + `x_test`/`y_test`)."""
+
+import os
+
+import numpy as np
+
+from kerasdl.data.source import DataError, Split, check_arrays, splits_from_arrays, stratified_split
+
+
+def load_npz(path, modality, validation_fraction=0.1, test_fraction=0.1, seed=42):
+    """Loads labelled arrays from a `.npz` file and splits them.
+
+    The file holds `x` and `y`, or `x_train`, `y_train`, `x_test`, `y_test` (the test split
+    is then kept and validation is carved from train). An optional `class_names` array
+    names the classes; otherwise they are the sorted label values. String labels are mapped
+    to ids. For images, `x` is `[N, H, W]` or `[N, H, W, C]` with raw pixel values.
+
+    Args:
+        path: the `.npz` file.
+        modality: what the model takes: "image", "features" or "sequence".
+        validation_fraction, test_fraction, seed: the split.
+
+    Example:
+    >>> np.savez("data.npz", x=np.random.rand(100, 4), y=np.arange(100) % 2)
+    >>> load_npz("data.npz", "features").input_shape
+    (4,)
+    """
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file; pass an existing .npz with arrays x and y")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as error:  # numpy raises several types for non-npz files.
+        raise DataError(f"{path}: not a readable .npz file ({error}); save one with numpy.savez(path, x=..., y=...)") from None
+    keys = set(archive.files)
+    if {"x", "y"} <= keys:
+        x, y = archive["x"], archive["y"]
+        pools = None
+    elif {"x_train", "y_train", "x_test", "y_test"} <= keys:
+        x = np.concatenate([archive["x_train"], archive["x_test"]])
+        y = np.concatenate([archive["y_train"], archive["y_test"]])
+        check_arrays(archive["x_train"], archive["y_train"], f"{path} (x_train/y_train)")
+        check_arrays(archive["x_test"], archive["y_test"], f"{path} (x_test/y_test)")
+        pools = len(archive["y_train"])
+    else:
+        raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test), found {sorted(keys)}")
+    check_arrays(x, y, path)
+    x = _shape_for(x.astype(np.float32), modality, path)
+    values = np.unique(y)
+    labels = np.searchsorted(values, y).astype(np.int64)
+    class_names = [str(name) for name in archive["class_names"]] if "class_names" in keys else [str(value) for value in values]
+    if len(class_names) != len(values):
+        raise DataError(f"{path}: class_names has {len(class_names)} entries but y has {len(values)} distinct labels")
+    description = f"{os.path.basename(path)}: {len(y)} examples from a .npz file"
+    if pools is None:
+        splits = splits_from_arrays(x, labels, class_names, modality, description, validation_fraction, test_fraction, seed)
+    else:
+        train_pool = np.arange(pools)
+        train, validation, _ = stratified_split(labels[train_pool], validation_fraction, 0.0, seed)
+        from kerasdl.data.source import DataSplits
+
+        test = np.arange(pools, len(labels))
+        splits = DataSplits(
+            train=Split.from_arrays(x[train], labels[train]),
+            validation=Split.from_arrays(x[validation], labels[validation]),
+            test=Split.from_arrays(x[test], labels[test]),
+            class_names=class_names,
+            modality=modality,
+            input_shape=tuple(x.shape[1:]),
+            description=description,
+        )
+    return splits
+
+
+def _shape_for(x, modality, path):
+    if modality == "image":
+        if x.ndim == 3:
+            return x[..., None]
+        if x.ndim != 4:
+            raise DataError(f"{path}: images must be [N, H, W] or [N, H, W, C], got shape {x.shape}")
+    elif modality == "features":
+        if x.ndim < 2:
+            raise DataError(f"{path}: features must be [N, F], got shape {x.shape}")
+    elif modality == "sequence":
+        if x.ndim == 2:
+            return x[..., None]
+        if x.ndim != 3:
+            raise DataError(f"{path}: sequences must be [N, T] or [N, T, F] (zero-padded), got shape {x.shape}")
+    return x

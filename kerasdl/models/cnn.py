@@ -1,0 +1,82 @@
+"""The CNN classifier builder."""
+
+import keras
+
+
+def cnn(
+    input_shape,
+    num_classes,
+    filters=(32, 64),
+    kernel_size=3,
+    dense_units=512,
+    dropout_rate=0.5,
+    batch_norm=False,
+    normalization_mean=None,
+    normalization_variance=None,
+    name="cnn",
+):
+    """Builds the seed's CNN: [Conv(3x3, same) (+BN) + ReLU + MaxPool] per filter count,
+    then Dense(dense_units), Dropout, Dense logits.
+
+    With the defaults it is the seed network: Conv(32)+pool, Conv(64)+pool,
+    Dense(512), Dropout(0.5), Dense(num_classes). Convolutions use "same"
+    padding (PyTorch's `padding=1`) and pooling rounds up, so any input size
+    of at least 1x1 and any channel count work. The model takes raw pixels
+    (0-255) and returns logits.
+
+    Args:
+        input_shape: `(height, width, channels)`.
+        num_classes: number of output classes.
+        filters: output channels of each convolution block.
+        kernel_size: convolution kernel size.
+        dense_units: width of the hidden Dense layer.
+        dropout_rate: dropout before the logits; 0 disables it.
+        batch_norm: add BatchNormalization after each convolution.
+        normalization_mean: per-channel mean of the training split.
+        normalization_variance: per-channel variance of the training split.
+        name: the model's name.
+
+    Example:
+    >>> model = cnn(input_shape=(32, 32, 3), num_classes=10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    # Layers.
+    normalization = None
+    if normalization_mean is not None:
+        normalization = keras.layers.Normalization(
+            axis=-1, mean=normalization_mean, variance=normalization_variance, name="normalization"
+        )
+    blocks = []
+    for index, block_filters in enumerate(filters):
+        block = [
+            keras.layers.Conv2D(
+                block_filters,
+                kernel_size,
+                padding="same",
+                # BatchNormalization has its own shift, so the conv bias would be redundant.
+                use_bias=not batch_norm,
+                name=f"conv_{index}",
+            )
+        ]
+        if batch_norm:
+            block.append(keras.layers.BatchNormalization(name=f"batch_norm_{index}"))
+        block.append(keras.layers.ReLU(name=f"relu_{index}"))
+        block.append(keras.layers.MaxPooling2D(pool_size=2, padding="same", name=f"pool_{index}"))
+        blocks.append(block)
+    flatten = keras.layers.Flatten(name="flatten")
+    dense = keras.layers.Dense(dense_units, activation="relu", name="dense")
+    dropout = keras.layers.Dropout(dropout_rate, name="dropout") if dropout_rate > 0 else None
+    logits_layer = keras.layers.Dense(num_classes, name="logits")
+
+    # Functional model.
+    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
+    x = normalization(inputs) if normalization is not None else inputs
+    for block in blocks:
+        for layer in block:
+            x = layer(x)
+    x = dense(flatten(x))
+    if dropout is not None:
+        x = dropout(x)
+    logits = logits_layer(x)
+    return keras.Model(inputs, logits, name=name)

@@ -1,0 +1,59 @@
+"""The MLP classifier builder."""
+
+import keras
+
+
+def mlp(
+    input_shape,
+    num_classes,
+    hidden_units=128,
+    num_hidden_layers=1,
+    dropout_rate=0.0,
+    normalization_mean=None,
+    normalization_variance=None,
+    name="mlp",
+):
+    """Builds the seed's MLP: `num_hidden_layers` x Dense(relu), then Dense logits.
+
+    The model takes raw features (or raw pixels, which it flattens) and returns
+    logits; train it with `from_logits=True`. When the normalization statistics
+    of the training split are given, a `Normalization` layer applies them inside
+    the model, so that an exported model takes raw values.
+
+    Args:
+        input_shape: shape of one example, without the batch axis, e.g. `(64,)`.
+        num_classes: number of output classes.
+        hidden_units: width of each hidden Dense layer.
+        num_hidden_layers: how many hidden Dense layers.
+        dropout_rate: dropout after each hidden layer; 0 disables it.
+        normalization_mean: per-feature (last axis) mean of the training split.
+        normalization_variance: per-feature variance of the training split.
+        name: the model's name.
+
+    Example:
+    >>> model = mlp(input_shape=(64,), num_classes=10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    # Layers.
+    normalization = None
+    if normalization_mean is not None:
+        normalization = keras.layers.Normalization(
+            axis=-1, mean=normalization_mean, variance=normalization_variance, name="normalization"
+        )
+    flatten = keras.layers.Flatten(name="flatten")
+    hidden_layers = []
+    for index in range(num_hidden_layers):
+        hidden_layers.append(keras.layers.Dense(hidden_units, activation="relu", name=f"hidden_{index}"))
+        if dropout_rate > 0:
+            hidden_layers.append(keras.layers.Dropout(dropout_rate, name=f"dropout_{index}"))
+    logits_layer = keras.layers.Dense(num_classes, name="logits")
+
+    # Functional model.
+    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
+    x = normalization(inputs) if normalization is not None else inputs
+    x = flatten(x)
+    for layer in hidden_layers:
+        x = layer(x)
+    logits = logits_layer(x)
+    return keras.Model(inputs, logits, name=name)
