@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from kerasdl.config import DataConfig
+from kerasdl.data import load_data
+from kerasdl.data.augment import make_augmenter
+from kerasdl.data.digits import load_digits
+from kerasdl.data.npz import load_npz
+from kerasdl.data.pipeline import make_pipeline, normalization_statistics
+from kerasdl.data.source import DataError
+
+
+def first_batch(dataset):
+    return next(iter(dataset.as_numpy_iterator()))
+
+
+def test_augmentation_changes_training_images_only():
+    splits = load_digits("image", image_size=[16, 16])
+    augmenter = make_augmenter(flip="horizontal", rotation=0.1, zoom=0.1, brightness=0.2, contrast=0.2)
+    plain_train = first_batch(make_pipeline(splits.train, 32, training=False))
+    augmented = first_batch(make_pipeline(splits.train, 32, training=True, augmenter=augmenter, shuffle_buffer=1))
+    # With a shuffle buffer of 1 the order is kept, so the same images can be compared.
+    np.testing.assert_array_equal(augmented[1], plain_train[1])
+    assert np.abs(augmented[0] - plain_train[0]).mean() > 1.0
+    assert augmented[0].min() >= 0.0 - 1e-3 and augmented[0].max() <= 255.0 + 1e-3
+    validation_a = first_batch(make_pipeline(splits.validation, 32, training=False))
+    validation_b = first_batch(make_pipeline(splits.validation, 32, training=False))
+    np.testing.assert_array_equal(validation_a[0], validation_b[0])
+    np.testing.assert_array_equal(validation_a[0], np.stack([x for x, _ in splits.validation.dataset.take(32).as_numpy_iterator()]))
+
+
+def test_splits_are_seeded_and_stratified():
+    first, second = load_digits("features", seed=3), load_digits("features", seed=3)
+    other = load_digits("features", seed=4)
+    labels = lambda split: np.array([y for _, y in split.dataset.as_numpy_iterator()])  # noqa: E731
+    np.testing.assert_array_equal(labels(first.test), labels(second.test))
+    assert first.train.size + first.validation.size + first.test.size == 1797
+    assert np.bincount(labels(first.test)).min() >= 17
+    xs = lambda split: np.stack([x for x, _ in split.dataset.as_numpy_iterator()])  # noqa: E731
+    assert not np.array_equal(xs(first.test), xs(other.test))
+
+
+def test_normalization_is_learned_from_the_training_split():
+    splits = load_digits("features")
+    mean, variance = normalization_statistics(splits.train, "features")
+    train = np.stack([x for x, _ in splits.train.dataset.as_numpy_iterator()])
+    np.testing.assert_allclose(mean, train.mean(axis=0), rtol=1e-5, atol=1e-5)
+    # Constant features (always-blank corner pixels) get variance 1, not 0.
+    expected = np.where(train.var(axis=0) > 1e-12, train.var(axis=0), 1.0)
+    np.testing.assert_allclose(variance, expected, rtol=1e-4)
+
+
+def test_npz_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, x=np.zeros((10, 3)), y=np.zeros(9))
+    with pytest.raises(DataError, match=r"bad.npz: x has 10 examples but y has 9"):
+        load_npz(str(path), "features")
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    x[7, 1] = np.nan
+    np.savez(path, x=x, y=np.arange(20) % 2)
+    with pytest.raises(DataError, match=r"bad.npz: features contain NaN \(first at example 7\)"):
+        load_npz(str(path), "features")
+    np.savez(path, x=np.ones((20, 3)), y=np.zeros(20))
+    with pytest.raises(DataError, match=r"only one class"):
+        load_npz(str(path), "features")
+
+
+def test_npz_string_labels_become_class_names(tmp_path):
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.random.default_rng(0).normal(size=(40, 4)), y=np.array(["spam", "ham"] * 20))
+    splits = load_npz(str(path), "features")
+    assert splits.class_names == ["ham", "spam"] and splits.input_shape == (4,)
+
+
+def test_tfds_offline_fails_in_one_line(tmp_path):
+    from kerasdl.data.tfds import _TFDS_HOST, _reachable
+
+    if _reachable(_TFDS_HOST):
+        pytest.skip("this machine reaches TFDS, so the offline message cannot be shown")
+    with pytest.raises(DataError) as raised:
+        load_data(DataConfig(source="tfds:mnist", data_dir=str(tmp_path)), ("image",), seed=0)
+    message = str(raised.value)
+    assert "tfds:mnist is not in" in message and "--data-dir" in message and "\n" not in message
