@@ -53,15 +53,16 @@ def step_decay(learning_rate, step_size, gamma):
     return schedule
 
 
-def make_callbacks(run_dir, lr_schedule="cosine", learning_rate=1e-3, step_size=7, step_gamma=0.1, plateau_factor=0.5, plateau_patience=2, early_stopping_patience=5, profile=False, backup_dir=None, verbose=1, checkpoint_dir=None, tensorboard_dir=None):
+def make_callbacks(run_dir, lr_schedule="cosine", learning_rate=1e-3, step_size=7, step_gamma=0.1, plateau_factor=0.5, plateau_patience=2, early_stopping_patience=5, profile=False, backup=None, verbose=1):
     """Returns the standard callbacks, writing into `run_dir`.
 
     EarlyStopping on val_loss (restoring the best weights), ModelCheckpoint of the best
     model (`checkpoints/best.keras`), the LR callback for "step"/"plateau", TensorBoard
     (with a profiler trace of batches 5-10 when `profile`), CSVLogger (`history.csv`,
     appended so a resumed run keeps its earlier epochs), TerminateOnNaN, and
-    BackupAndRestore (`backup/`), so that a killed run started again resumes from the
-    last completed epoch.
+    BackupAndRestore (`backup/`, or the `backup` callback given, e.g. the multi-worker-safe
+    one from `kerasdl.distribute.backup_and_restore`), so that a killed run started again
+    resumes from the last completed epoch.
 
     Args:
         run_dir: the run directory.
@@ -69,22 +70,21 @@ def make_callbacks(run_dir, lr_schedule="cosine", learning_rate=1e-3, step_size=
             the learning-rate policy (see `kerasdl.config.TrainConfig`).
         early_stopping_patience: epochs without a better val_loss before stopping.
         profile: record a profiler trace.
-        backup_dir, checkpoint_dir, tensorboard_dir: override where those callbacks write
-            (multi-worker runs point non-chief workers at temporary folders).
+        backup: the BackupAndRestore callback to use instead of one writing `run_dir/backup`.
         verbose: messages from the LR callbacks.
 
     Example:
     >>> callbacks = make_callbacks("runs/cnn/20260101-000000")
     """
-    checkpoint_dir = checkpoint_dir or os.path.join(run_dir, "checkpoints")
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
     os.makedirs(checkpoint_dir, exist_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir or os.path.join(run_dir, "backup"), delete_checkpoint=True),
+        backup or keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True, verbose=1),
         keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(tensorboard_dir or os.path.join(run_dir, "tensorboard"), profile_batch=(5, 10) if profile else 0),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), profile_batch=(5, 10) if profile else 0),
     ]
     if lr_schedule == "step":
         callbacks.append(keras.callbacks.LearningRateScheduler(step_decay(learning_rate, step_size, step_gamma), verbose=0))

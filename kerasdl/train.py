@@ -89,13 +89,18 @@ def run(config, fresh=False, log=print):
     log(f"data: {splits.description}")
     log(f"splits: {splits.train.size} train, {splits.validation.size} validation, {splits.test.size} test; {len(splits.class_names)} classes")
 
-    run_dir = None if fresh else find_resumable_run(config)
-    resumed_epoch = 0
-    if run_dir:
-        resumed_epoch = _saved_epoch(os.path.join(run_dir, "backup"))
-        log(f"resuming {run_dir} from epoch {resumed_epoch} (saved by BackupAndRestore)")
+    multi_worker = cluster.num_workers > 1
+    if multi_worker:
+        # Every worker must agree on one run directory without talking: name it after the config.
+        run_dir = os.path.join(config.output, config.model_name, f"multi-worker-{config_fingerprint(config)}")
+        if fresh and cluster.is_chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
     else:
-        run_dir = new_run_dir(config)
+        run_dir = None if fresh else find_resumable_run(config)
+    resumed_epoch = _saved_epoch(os.path.join(run_dir, "backup")) if run_dir else 0
+    if resumed_epoch:
+        log(f"resuming {run_dir} from epoch {resumed_epoch} (saved by BackupAndRestore)")
+    run_dir = run_dir or new_run_dir(config)
     write_dir = distribute.write_dir_for(run_dir, cluster)
     os.makedirs(write_dir, exist_ok=True)
     if cluster.is_chief:
@@ -119,18 +124,24 @@ def run(config, fresh=False, log=print):
             options["flip"] = "none"
         augmenter = make_augmenter(seed=train_config.seed, **options)
 
-    global_batch = train_config.batch_size
+    # train.batch_size is per replica: the global batch and the learning rate grow with the
+    # replicas (linear scaling, kept gentle by the warmup); one replica changes nothing.
+    global_batch, learning_rate = distribute.scale_batch_and_learning_rate(train_config.batch_size, train_config.learning_rate, cluster.num_replicas)
+    if cluster.num_replicas > 1:
+        log(f"{cluster.num_replicas} replicas: global batch {global_batch}, learning rate {learning_rate:g}")
     pipeline = dict(seed=train_config.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
-    train_data = make_pipeline(splits.train, global_batch, training=True, augmenter=augmenter, **pipeline)
+    train_data = make_pipeline(splits.train, global_batch, training=True, augmenter=augmenter, drop_remainder=multi_worker, **pipeline)
     validation_data = make_pipeline(splits.validation, global_batch, training=False, **pipeline)
     test_data = make_pipeline(splits.test, global_batch, training=False, **pipeline)
+    if multi_worker:
+        train_data, validation_data = distribute.shard_by_data(train_data), distribute.shard_by_data(validation_data)
     steps = steps_per_epoch(splits.train.size, global_batch)
 
     with strategy.scope():
         model = entry(facts, **config.model)
         model.compile(
             optimizer=make_optimizer(
-                train_config.optimizer, train_config.learning_rate, train_config.weight_decay, train_config.clipnorm,
+                train_config.optimizer, learning_rate, train_config.weight_decay, train_config.clipnorm,
                 train_config.lr_schedule, train_config.warmup_epochs, train_config.epochs, steps,
             ),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -138,18 +149,18 @@ def run(config, fresh=False, log=print):
             steps_per_execution=train_config.steps_per_execution,
             jit_compile=train_config.jit_compile,
         )
-    phases = [_phase("train" if not hasattr(entry, "set_trainable_blocks") else "head (frozen base)", model, train_config.learning_rate)]
+    phases = [_phase("train" if not hasattr(entry, "set_trainable_blocks") else "head (frozen base)", model, learning_rate)]
     log(f"model: {model.name}, {model.count_params():,} parameters ({phases[0]['trainable_parameters']:,} trainable); run directory: {run_dir}")
 
     callback_options = dict(
-        lr_schedule=train_config.lr_schedule, learning_rate=train_config.learning_rate, step_size=train_config.step_size,
+        lr_schedule=train_config.lr_schedule, learning_rate=learning_rate, step_size=train_config.step_size,
         step_gamma=train_config.step_gamma, plateau_factor=train_config.plateau_factor, plateau_patience=train_config.plateau_patience,
         early_stopping_patience=train_config.early_stopping_patience, profile=train_config.profile,
     )
     fit_started = time.time()
     history = model.fit(
         train_data, validation_data=validation_data, epochs=train_config.epochs,
-        callbacks=make_callbacks(write_dir, backup_dir=os.path.join(run_dir, "backup"), **callback_options),
+        callbacks=make_callbacks(write_dir, backup=distribute.backup_and_restore(os.path.join(run_dir, "backup"), cluster), **callback_options),
         verbose=train_config.verbose,
         # The pipeline already shuffles (seeded); Keras ignores `shuffle` for datasets.
         shuffle=False,
@@ -177,19 +188,21 @@ def run(config, fresh=False, log=print):
         start_epoch = epochs_run
         finetune_history = model.fit(
             train_data, validation_data=validation_data, epochs=start_epoch + config.finetune.epochs, initial_epoch=start_epoch,
-            callbacks=make_callbacks(write_dir, backup_dir=os.path.join(run_dir, "backup_finetune"), **dict(callback_options, lr_schedule="constant")),
+            callbacks=make_callbacks(write_dir, backup=distribute.backup_and_restore(os.path.join(run_dir, "backup_finetune"), cluster), **dict(callback_options, lr_schedule="constant")),
             verbose=train_config.verbose,
         )
         phases[-1]["epochs"] = len(finetune_history.history.get("loss", []))
         examples_trained += phases[-1]["epochs"] * splits.train.size
     fit_seconds = time.time() - fit_started
 
-    test_loss, _ = model.evaluate(test_data, verbose=0)
-    logits, labels = [], []
-    for x, y in test_data:
-        logits.append(np.asarray(model(x, training=False)))
-        labels.append(np.asarray(y))
-    logits, labels = np.concatenate(logits), np.concatenate(labels)
+    if multi_worker:
+        # Direct calls are local to each worker (Keras' multi-worker `predict` is unpatched).
+        logits = np.concatenate([np.asarray(model(x, training=False)) for x, _ in test_data])
+    else:
+        # `predict` (not a direct call) so that keras-hub tasks apply their string preprocessor.
+        logits = np.asarray(model.predict(test_data.map(lambda x, y: x), verbose=0))
+    labels = np.concatenate([np.asarray(y) for _, y in test_data])
+    test_loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
     metrics = report.classification_metrics(labels, logits, splits.class_names)
     metrics.update(
         test_loss=float(test_loss), wall_time_s=time.time() - started, fit_time_s=fit_seconds,
@@ -211,7 +224,10 @@ def run(config, fresh=False, log=print):
         "data": splits.description,
     }
     if splits.modality == "text":
-        metadata["text"] = getattr(model, "kerasdl_text", {})
+        metadata["text"] = {
+            "tokenizer": "bert" if hasattr(model, "preprocessor") else "text_vectorization",
+            "sequence_length": config.model.get("sequence_length"),
+        }
     save_model(model, os.path.join(run_dir, "model.keras"), metadata)
     if hasattr(model, "save_to_preset"):
         _save_preset(model, os.path.join(run_dir, "preset"))

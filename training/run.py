@@ -61,21 +61,25 @@ def resolve_config(model_name, config_file=None, sets=(), flags=None):
             target, kind = FLAGS[key]
             if target.startswith("model.") and target.split(".", 1)[1] not in config.model:
                 raise ConfigError(f"--{key.replace('_', '-')} does not apply to {model_name}; valid keys: {', '.join(valid_keys(config))}")
+    explicit = set()
     for origin, mapping in layers:
         apply_mapping(config, mapping, config_file)
+        explicit |= {f"{section}.{key}" for section, values in mapping.items() if isinstance(values, dict) for key in values}
     for item in sets:
         key, separator, value = item.partition("=")
         if not separator:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=5")
         set_value(config, key.strip(), parse_value(value))
+        explicit.add(key.strip())
     for key, value in (flags or {}).items():
         if value is not None:
             set_value(config, FLAGS[key][0], parse_value(value) if FLAGS[key][1] is str and value.lower() == "none" else value)
+            explicit.add(FLAGS[key][0])
     if config.data.source == "default":
         # The built-in data's own needs (e.g. ResNet50's 32x32x3 minimum), unless set explicitly.
         for key, value in entry.default_data.items():
-            if getattr(config.data, key) is None:
-                setattr(config.data, key, value)
+            if key not in explicit:
+                set_value(config, key, value)
     return config
 
 
@@ -133,6 +137,9 @@ def main(argv=None):
 
         summary = train.run(config, fresh=arguments.fresh)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as error:
+        # User mistakes get one line; KERASDL_DEBUG=1 shows the traceback for bug reports.
+        if os.environ.get("KERASDL_DEBUG"):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,7 +3,7 @@
 import numpy as np
 
 
-def make_pipeline(split, batch_size, training, seed=42, augmenter=None, cache=True, cache_limit_mb=2048, shuffle_buffer=10000):
+def make_pipeline(split, batch_size, training, seed=42, augmenter=None, cache=True, cache_limit_mb=2048, shuffle_buffer=10000, drop_remainder=False):
     """Turns a `Split` into a batched, prefetched `tf.data.Dataset`.
 
     Order, and why:
@@ -24,6 +24,8 @@ def make_pipeline(split, batch_size, training, seed=42, augmenter=None, cache=Tr
         cache: allow caching decoded examples.
         cache_limit_mb: the largest decoded split that is cached.
         shuffle_buffer: the shuffle buffer size (capped at the split size).
+        drop_remainder: drop a last partial batch (multi-worker training splits every
+            global batch evenly across workers).
 
     Example:
     >>> dataset = make_pipeline(splits.train, batch_size=64, training=True)
@@ -42,7 +44,7 @@ def make_pipeline(split, batch_size, training, seed=42, augmenter=None, cache=Tr
         dataset = dataset.cache()
     if training and (use_cache or split.decode is None):
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if training and augmenter is not None:
         dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -54,7 +54,8 @@ def load_tfds(name, modality, data_dir=None, validation_fraction=0.1, seed=42, i
             raise DataError(f"tfds:{name}: download failed ({str(error).splitlines()[0][:200]}); check the network or pass --data-dir with a prepared copy") from None
 
     splits = builder.info.splits
-    test_name = "test" if "test" in splits else "validation"
+    # GLUE's test splits are unlabelled (label -1), so their validation split is the test.
+    test_name = "test" if "test" in splits and not name.startswith("glue/") else "validation"
     label_key = "label"
     features = builder.info.features
     if label_key not in features:

@@ -1,0 +1,175 @@
+"""The ONNX model: raw input (token ids for text) in, softmax `probabilities` out.
+
+Why not `model.export(path, format="onnx")` as is: Keras hands tf2onnx a
+concrete function, and tf2onnx (1.17) lists *every* input of that function as
+an ONNX graph input, captured eager tensors included. Any layer that captures a
+constant tensor (the `Normalization` layer's mean and variance, a
+`preprocess_input` Lambda) then turns into a bogus extra input that ONNX
+Runtime demands at run time. So this module does what Keras does, plus one
+step: it freezes the function first (variables and captured constants become
+graph constants), then converts the frozen graph with tf2onnx, and finally
+asserts that the inputs are exactly the contract's.
+"""
+
+import json
+
+from export.errors import VerificationError
+from export.spec import ONNX_OUTPUT, input_spec, onnx_input_names
+
+DEFAULT_OPSET = 17
+
+
+def export_onnx(model, metadata, path, opset=DEFAULT_OPSET, preprocessing=None):
+    """Converts `model` (logits) to ONNX with a softmax output named `probabilities`.
+
+    For text models, pass the token-id sub-model (see `export.text`); its
+    inputs must be named after `export.spec.TEXT_ONNX_INPUTS`.
+
+    Args:
+        model: a Keras model whose inputs match `onnx_input_names(metadata)`.
+        metadata: the kerasdl metadata of the trained model.
+        path: the `.onnx` file to write.
+        opset: the ONNX opset.
+        preprocessing: a JSON-serializable description of what happens inside
+            the model (stored in `metadata_props["preprocessing"]`).
+
+    Returns:
+        `{"inputs": {name: {"dtype", "shape"}}, "outputs": {...}, "opset": opset}`.
+
+    Raises:
+        VerificationError: the converted graph does not have exactly the expected inputs.
+
+    Example:
+    >>> export_onnx(model, metadata, "exports/cnn/.tmp-1-x/model.onnx")
+    {'inputs': {'images': {'dtype': 'float32', 'shape': ['batch', 8, 8, 1]}}, ...}
+    """
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    # The numpy-2 compatibility patch that `model.export(format="onnx")` applies to tf2onnx.
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+    patch_tf2onnx()
+    expected_names = list(onnx_input_names(metadata))
+    specs = _tensor_specs(model, metadata, expected_names)
+
+    if len(specs) == 1:
+
+        def probabilities(inputs):
+            return {ONNX_OUTPUT: tf.nn.softmax(model(inputs, training=False), axis=-1)}
+
+    else:
+
+        def probabilities(*inputs):
+            feed = dict(zip(expected_names, inputs))
+            return {ONNX_OUTPUT: tf.nn.softmax(model(feed, training=False), axis=-1)}
+
+    concrete = tf.function(probabilities, input_signature=specs, autograph=False).get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
+    graph_def = frozen.graph.as_graph_def(add_shapes=True)
+    graph_inputs = [tensor.name for tensor in frozen.inputs if tensor.dtype != tf.resource]
+    graph_outputs = [tensor.name for tensor in frozen.outputs]
+    if len(graph_outputs) != 1:
+        raise VerificationError(f"the frozen model has {len(graph_outputs)} outputs; expected one (probabilities)")
+    renames = {name: name.split(":")[0] for name in graph_inputs}
+    renames[graph_outputs[0]] = ONNX_OUTPUT
+    model_proto, _ = tf2onnx.convert.from_graph_def(
+        graph_def,
+        name=metadata.get("model") or model.name,
+        input_names=graph_inputs,
+        output_names=graph_outputs,
+        opset=opset,
+        tensors_to_rename=renames,
+    )
+
+    assert_inputs(model_proto, expected_names)
+    _name_dynamic_axes(model_proto, metadata)
+    properties = {
+        "class_names": json.dumps([str(name) for name in metadata["class_names"]]),
+        "modality": metadata["modality"],
+        "model": str(metadata.get("model") or model.name),
+        "input_spec": json.dumps(input_spec(metadata)),
+        "onnx_inputs": json.dumps(expected_names),
+        "preprocessing": json.dumps(preprocessing if preprocessing is not None else _preprocessing(metadata)),
+    }
+    del model_proto.metadata_props[:]
+    for key, value in properties.items():
+        model_proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model_proto)
+    onnx.save(model_proto, str(path))
+    return {"inputs": describe_values(model_proto.graph.input), "outputs": describe_values(model_proto.graph.output), "opset": opset}
+
+
+def assert_inputs(model_proto, expected_names):
+    """Raises VerificationError unless the ONNX graph inputs are exactly `expected_names`.
+
+    An extra input is almost always a constant that the conversion captured
+    instead of folding (see the module docstring); serving it would fail at the
+    first request, so the export fails now with the names.
+    """
+    initializers = {initializer.name for initializer in model_proto.graph.initializer}
+    actual = [value.name for value in model_proto.graph.input if value.name not in initializers]
+    if sorted(actual) != sorted(expected_names):
+        extra = sorted(set(actual) - set(expected_names))
+        missing = sorted(set(expected_names) - set(actual))
+        raise VerificationError(
+            f"the ONNX graph has inputs {actual}, expected exactly {list(expected_names)}"
+            + (f"; unexpected {extra} (a captured constant? fold it into the model)" if extra else "")
+            + (f"; missing {missing}" if missing else "")
+        )
+
+
+def describe_values(values):
+    """Returns `{name: {"dtype", "shape"}}` for ONNX graph inputs or outputs (symbolic axes by name)."""
+    import onnx
+
+    described = {}
+    for value in values:
+        tensor_type = value.type.tensor_type
+        shape = [dim.dim_param or (dim.dim_value if dim.HasField("dim_value") else None) for dim in tensor_type.shape.dim]
+        described[value.name] = {"dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name, "shape": shape}
+    return described
+
+
+def _tensor_specs(model, metadata, names):
+    import tensorflow as tf
+
+    if metadata["modality"] == "text":
+        # The token-id sub-model's own inputs give the dtypes and shapes; only the names are the contract's.
+        model_inputs = {tensor.name.split(":")[0]: tensor for tensor in model.inputs}
+        specs = []
+        for name in names:
+            tensor = model_inputs.get(name)
+            if tensor is None:
+                raise VerificationError(
+                    f"the text sub-model has inputs {sorted(model_inputs)}, expected {names} for ONNX"
+                )
+            specs.append(tf.TensorSpec([None] + list(tensor.shape[1:]), tf.as_dtype(tensor.dtype), name=name))
+        return specs
+    spec = input_spec(metadata)
+    return [tf.TensorSpec(spec["shape"], tf.float32, name=spec["name"])]
+
+
+def _name_dynamic_axes(model_proto, metadata):
+    # tf2onnx names unknown axes "unk__N"; clients read better names.
+    for value in list(model_proto.graph.input) + list(model_proto.graph.output):
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value"):
+                continue
+            if axis == 0:
+                dim.dim_param = "batch"
+            elif axis == 1 and metadata["modality"] in ("sequence", "text") and value.name != ONNX_OUTPUT:
+                dim.dim_param = "time" if metadata["modality"] == "sequence" else "tokens"
+
+
+def _preprocessing(metadata):
+    modality = metadata["modality"]
+    if modality == "image":
+        return {"inside_model": "per-channel normalization (and resize for resnet50)", "input": "raw pixels 0-255, HWC, float32"}
+    if modality == "features":
+        return {"inside_model": "per-feature normalization", "input": "raw features, float32"}
+    if modality == "sequence":
+        return {"inside_model": "masking of zero padding, normalization", "input": "float32 [batch, time, features], zero-padded after the end"}
+    return {"inside_model": "embedding of token ids", "input": "token ids from tokenizer/ (export/tokenizer.py)"}

@@ -1,0 +1,236 @@
+"""The BERT text classifier builder (keras-hub), from a preset or from scratch."""
+
+import json
+import os
+
+import keras
+import numpy as np
+
+# The special tokens BertTokenizer requires, in the order keras-hub reserves them.
+RESERVED_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+
+# The inputs of the backbone, as the ONNX export names them.
+TOKEN_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+
+def bert(
+    num_classes,
+    preset=None,
+    vocabulary=None,
+    sequence_length=128,
+    num_layers=2,
+    num_heads=2,
+    hidden_dim=128,
+    intermediate_dim=512,
+    dropout_rate=0.1,
+    lowercase=True,
+):
+    """Builds a `keras_hub.models.BertTextClassifier` that returns logits, with its preprocessor attached.
+
+    With a `preset` (a keras-hub preset name such as `"bert_tiny_en_uncased"`
+    or a local preset directory) the backbone, tokenizer and preprocessor come
+    from the preset. A preset directory written by `save_to_preset` of a
+    `BertTextClassifier` with the same `num_classes` also brings its trained
+    head back; otherwise the head is new. Without a preset the model is built
+    from scratch: a `BertTokenizer` on `vocabulary` (see
+    `build_wordpiece_vocabulary`) and a `BertBackbone` of the given size.
+
+    The classifier's `fit`/`predict`/`evaluate` take raw strings `[batch]`: the
+    attached preprocessor (`classifier.preprocessor`) tokenizes them inside the
+    input pipeline. Calling the model itself, `classifier(features)`, takes the
+    token features `{"token_ids", "segment_ids", "padding_mask"}`
+    (`[batch, sequence_length]`), which is the part ONNX export converts; see
+    `bert_token_model`.
+
+    Args:
+        num_classes: number of output classes.
+        preset: None (from scratch), a keras-hub preset name or a local preset directory.
+        vocabulary: WordPiece tokens (from scratch only), starting with the
+            reserved tokens `[PAD] [CLS] [SEP] [UNK] [MASK]`.
+        sequence_length: tokens per text, `[CLS]` and `[SEP]` included (at most the
+            preset backbone's `max_sequence_length`).
+        num_layers: transformer layers (from scratch only).
+        num_heads: attention heads (from scratch only).
+        hidden_dim: hidden width (from scratch only).
+        intermediate_dim: feed-forward width (from scratch only).
+        dropout_rate: dropout in the backbone (from scratch) and before the logits.
+        lowercase: lowercase texts before tokenizing (from scratch only; a preset
+            brings its own setting).
+
+    Example:
+    >>> vocabulary = build_wordpiece_vocabulary(["a good film", "a bad film"], vocabulary_size=100)
+    >>> classifier = bert(num_classes=2, vocabulary=vocabulary, sequence_length=16, hidden_dim=32)
+    >>> classifier.predict(numpy.array(["a good film"], dtype=object), verbose=0).shape
+    (1, 2)
+    """
+    import keras_hub
+
+    if preset is not None:
+        classifier = _from_preset(keras_hub, preset, num_classes, dropout_rate)
+        # The position embedding has max_sequence_length rows, so longer inputs cannot fit:
+        # a preset trained with short sequences keeps its own limit.
+        longest = classifier.backbone.max_sequence_length
+        classifier.preprocessor.sequence_length = min(sequence_length, longest)
+        return classifier
+
+    if not vocabulary:
+        raise ValueError(
+            "bert without a preset needs a WordPiece vocabulary; build it with build_wordpiece_vocabulary(training texts)"
+        )
+    vocabulary = [str(token) for token in vocabulary]
+    missing = [token for token in RESERVED_TOKENS if token not in vocabulary]
+    if missing:
+        raise ValueError(f"the bert vocabulary lacks the reserved tokens {missing}; build it with build_wordpiece_vocabulary")
+
+    # Layers.
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=lowercase, name="bert_tokenizer")
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        tokenizer, sequence_length=sequence_length, name="bert_preprocessor"
+    )
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+        intermediate_dim=intermediate_dim,
+        dropout=dropout_rate,
+        max_sequence_length=sequence_length,
+        name="bert_backbone",
+    )
+
+    # Functional model (keras-hub builds it: backbone pooled output, dropout, Dense "logits").
+    return keras_hub.models.BertTextClassifier(
+        backbone, num_classes=num_classes, preprocessor=preprocessor, activation=None, dropout=dropout_rate, name="bert"
+    )
+
+
+def bert_token_model(classifier):
+    """Returns a plain functional model: int64 token features in, logits out, with no preprocessor attached.
+
+    Its inputs are `token_ids`, `segment_ids` and `padding_mask` (int64
+    `[batch, sequence_length]`, the padding mask as 0/1), as the ONNX contract
+    asks; they are cast to the backbone's own input dtypes (int32) inside. It
+    shares the classifier's weights. This is what an ONNX export converts; the
+    tokenizer goes beside it (`save_bert_tokenizer`). Plain `classifier.predict`
+    would run the string preprocessor on such features, this model does not.
+
+    Args:
+        classifier: a `BertTextClassifier` built by `bert` (or loaded from `.keras`).
+
+    Example:
+    >>> token_model = bert_token_model(classifier)
+    >>> sorted(token_model.input)
+    ['padding_mask', 'segment_ids', 'token_ids']
+    """
+    backbone_inputs = classifier.backbone.input
+    inputs = {name: keras.Input(shape=(None,), dtype="int64", name=name) for name in TOKEN_INPUTS}
+    features = {name: keras.ops.cast(inputs[name], backbone_inputs[name].dtype) for name in TOKEN_INPUTS}
+    logits = classifier(features)
+    token_model = keras.Model(inputs, logits, name=f"{classifier.name}_token_ids")
+    # `Model.export` refuses a model that was never called, so call it once on
+    # a tiny padding-only batch.
+    token_model({name: np.zeros((1, 2), dtype="int64") for name in TOKEN_INPUTS})
+    return token_model
+
+
+def save_bert_tokenizer(classifier, directory):
+    """Writes the classifier's tokenizer to `directory`: `vocabulary.txt` (one token a line) and `tokenizer.json`.
+
+    `tokenizer.json` holds what a client needs to reproduce the preprocessor:
+    the lowercase flag, the sequence length and the special tokens with their ids.
+
+    Args:
+        classifier: a `BertTextClassifier` with its preprocessor.
+        directory: the folder to write into (created if missing).
+
+    Returns:
+        The paths written, `(vocabulary_path, tokenizer_json_path)`.
+    """
+    preprocessor = classifier.preprocessor
+    tokenizer = preprocessor.tokenizer
+    os.makedirs(directory, exist_ok=True)
+    tokenizer.save_assets(directory)
+    vocabulary_path = os.path.join(directory, "vocabulary.txt")
+    description = {
+        "type": "bert_wordpiece",
+        "vocabulary_file": "vocabulary.txt",
+        "lowercase": bool(tokenizer.lowercase),
+        "strip_accents": bool(getattr(tokenizer, "strip_accents", False)),
+        "sequence_length": int(preprocessor.sequence_length),
+        "special_tokens": {token: int(tokenizer.token_to_id(token)) for token in RESERVED_TOKENS},
+        "inputs": list(TOKEN_INPUTS),
+    }
+    json_path = os.path.join(directory, "tokenizer.json")
+    with open(json_path, "w") as handle:
+        json.dump(description, handle, indent=2)
+    return vocabulary_path, json_path
+
+
+def build_wordpiece_vocabulary(texts, vocabulary_size=8000, lowercase=True):
+    """Trains a WordPiece vocabulary on `texts` with `keras_hub.tokenizers.compute_word_piece_vocabulary`.
+
+    Args:
+        texts: the training texts (a list or array of strings).
+        vocabulary_size: the largest vocabulary, reserved tokens included.
+        lowercase: lowercase before counting; use the same value for `bert`.
+
+    Returns:
+        A list of tokens starting with `[PAD] [CLS] [SEP] [UNK] [MASK]`.
+
+    Example:
+    >>> build_wordpiece_vocabulary(["a good film", "a bad film"], vocabulary_size=100)[:5]
+    ['[PAD]', '[CLS]', '[SEP]', '[UNK]', '[MASK]']
+    """
+    import keras_hub
+    import tensorflow as tf
+
+    texts = [str(text) for text in texts]
+    if not texts:
+        raise ValueError("cannot build a WordPiece vocabulary from no texts")
+    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(1000)
+    vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
+        dataset, vocabulary_size=vocabulary_size, lowercase=lowercase, reserved_tokens=list(RESERVED_TOKENS)
+    )
+    return [str(token) for token in vocabulary]
+
+
+def _from_preset(keras_hub, preset, num_classes, dropout_rate):
+    """Loads a BertTextClassifier from a preset, failing with one line when it cannot be had."""
+    preset = os.fspath(preset)
+    looks_like_path = os.sep in preset or preset.startswith(".") or os.path.exists(preset)
+    if looks_like_path and not os.path.isdir(preset):
+        raise ValueError(f"bert preset directory {preset!r} not found; pass a folder written by save_to_preset, or a preset name")
+    arguments = {"num_classes": num_classes, "activation": None, "dropout": dropout_rate}
+    if looks_like_path and _saved_classifier_classes(preset) == num_classes:
+        # keras-hub restores a task's own head only when `num_classes` is not
+        # passed; with it, the head is new (the fine-tuning case).
+        del arguments["num_classes"]
+    try:
+        return keras_hub.models.BertTextClassifier.from_preset(preset, **arguments)
+    except (OSError, ConnectionError) as error:  # requests' ConnectionError is an OSError.
+        if looks_like_path:
+            raise ValueError(f"cannot read bert preset directory {preset!r}: {error}") from None
+        raise ValueError(
+            f"cannot download the keras-hub preset {preset!r} (offline?); download it on a connected machine "
+            f"(keras_hub.models.BertTextClassifier.from_preset({preset!r}, num_classes={num_classes}).save_to_preset(dir)) "
+            f"and pass --preset /local/dir, or train from scratch without --preset"
+        ) from None
+    except ValueError as error:
+        if "Unknown preset identifier" in str(error):
+            raise ValueError(
+                f"unknown bert preset {preset!r}; pass a keras-hub preset name such as 'bert_tiny_en_uncased' "
+                f"or a local preset directory, or train from scratch without --preset"
+            ) from None
+        raise
+
+
+def _saved_classifier_classes(directory):
+    """Returns `num_classes` of a BertTextClassifier saved in a preset directory, or None."""
+    path = os.path.join(directory, "task.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        task = json.load(handle)
+    if task.get("class_name") != "BertTextClassifier":
+        return None
+    return task.get("config", {}).get("num_classes")

@@ -1,0 +1,227 @@
+"""The ResNet50 transfer-learning classifier builder and its fine-tuning helper."""
+
+import os
+import socket
+import warnings
+
+import keras
+
+# The file Keras downloads for `ResNet50(include_top=False, weights="imagenet")`.
+IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+# `keras.applications.resnet50.preprocess_input` ("caffe" mode) subtracts these
+# per-channel ImageNet means after flipping RGB to BGR; they are in BGR order.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+# The residual blocks of ResNet50, top first. A block is every base layer whose
+# name starts with `<block>_` (e.g. `conv5_block3_1_conv`, `conv5_block3_out`).
+RESIDUAL_BLOCKS = tuple(
+    f"conv{stage}_block{block}"
+    for stage, blocks in ((5, 3), (4, 6), (3, 4), (2, 3))
+    for block in range(blocks, 0, -1)
+)
+
+# Seconds a stalled ImageNet download may wait on the network before it fails.
+DOWNLOAD_TIMEOUT_S = 30
+
+
+@keras.saving.register_keras_serializable(package="kerasdl")
+class CaffePreprocessing(keras.layers.Layer):
+    """`keras.applications.resnet50.preprocess_input` as a layer: RGB to BGR, minus the ImageNet mean.
+
+    The constants are plain Python floats turned into tensors inside `call`, so
+    that tracing the model (SavedModel, ONNX) never captures an eager tensor as
+    an extra graph input, which is what a `Lambda(preprocess_input)` does.
+
+    Args:
+        mean: the per-channel mean to subtract, in BGR order.
+
+    Example:
+    >>> layer = CaffePreprocessing(name="preprocess_input")
+    >>> layer(numpy.zeros((1, 2, 2, 3), "float32"))[0, 0, 0]  # -> [-103.939, -116.779, -123.68]
+    """
+
+    def __init__(self, mean=IMAGENET_BGR_MEAN, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = tuple(float(value) for value in mean)
+
+    def call(self, inputs):
+        bgr = keras.ops.flip(inputs, axis=-1)
+        return bgr - keras.ops.convert_to_tensor(self.mean, dtype=inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["mean"] = list(self.mean)
+        return config
+
+
+def resnet50(
+    input_shape,
+    num_classes,
+    weights="imagenet",
+    image_size=224,
+    dropout_rate=0.2,
+    pooling="avg",
+    name="resnet50_classifier",
+):
+    """Builds an ImageNet ResNet50 (no top) with a new Dense head, for transfer learning.
+
+    The model takes raw pixels (float32, 0-255) of any size with 1 or 3
+    channels. Inside it a grey image is repeated to 3 channels, resized to
+    `image_size` x `image_size` and run through the Caffe-style
+    `preprocess_input` of ResNet50; the base model (layer `resnet50`) is always
+    called with `training=False`, so its BatchNormalization layers stay in
+    inference mode even when they are unfrozen. The output is logits (layer
+    `logits`). The base starts frozen (phase 1 of fine-tuning); call
+    `set_trainable_blocks` to unfreeze its top blocks for phase 2.
+
+    Args:
+        input_shape: `(height, width, channels)` of the raw images, channels 1 or 3.
+        num_classes: number of output classes.
+        weights: `"imagenet"` (downloaded by Keras into `~/.keras/models/`
+            unless already there), `None`/`"none"` for random weights, or the
+            path of a `.h5`/`.weights.h5` file that holds the weights of the
+            *base* ResNet50 without top: the Keras ImageNet file
+            `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`, or a file
+            written by `model.get_layer("resnet50").save_weights(path)`.
+        image_size: the side the images are resized to; at least 32.
+        dropout_rate: dropout before the logits; 0 disables it.
+        pooling: `"avg"` or `"max"` global pooling of the base's features.
+        name: the model's name.
+
+    Example:
+    >>> model = resnet50(input_shape=(32, 32, 3), num_classes=10, weights=None, image_size=32)
+    >>> model.output_shape
+    (None, 10)
+    """
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
+        raise ValueError(
+            f"resnet50 needs images of shape (height, width, 1 or 3 channels), got {input_shape}"
+        )
+    if int(image_size) < 32:
+        raise ValueError(f"resnet50 needs image_size of at least 32 (the base downsamples 32x), got {image_size}")
+    if pooling not in ("avg", "max"):
+        raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+    image_size = int(image_size)
+
+    # Layers.
+    grey_to_rgb = None
+    if input_shape[-1] == 1:
+        grey_to_rgb = keras.layers.Concatenate(axis=-1, name="grey_to_rgb")
+    resize = keras.layers.Resizing(image_size, image_size, name="resize")
+    preprocess = CaffePreprocessing(name="preprocess_input")
+    base = _resnet50_base(weights, image_size, pooling)
+    base.trainable = False
+    dropout = keras.layers.Dropout(dropout_rate, name="dropout") if dropout_rate > 0 else None
+    logits_layer = keras.layers.Dense(num_classes, name="logits")
+
+    # Functional model.
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = grey_to_rgb([inputs, inputs, inputs]) if grey_to_rgb is not None else inputs
+    x = preprocess(resize(x))
+    # training=False keeps BatchNormalization in inference mode in both phases:
+    # updating its statistics on small fine-tuning batches would wreck the
+    # pretrained features.
+    x = base(x, training=False)
+    if dropout is not None:
+        x = dropout(x)
+    logits = logits_layer(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def set_trainable_blocks(model, num_blocks):
+    """Chooses what fine-tuning trains: the head alone, or the head plus the top `num_blocks` residual blocks.
+
+    A block is one ResNet50 residual block, named by the Keras layer prefix:
+    counting down from the top they are `conv5_block3`, `conv5_block2`,
+    `conv5_block1`, `conv4_block6`, ... `conv2_block1` (16 in all; the stem
+    `conv1` always stays frozen). In an unfrozen block the convolution kernels
+    and biases train; every BatchNormalization layer stays frozen (and runs in
+    inference mode, see `resnet50`). Layers outside the base (the head) are
+    always trainable. Compile the model again after calling this: Keras reads
+    the trainable flags when it compiles.
+
+    Args:
+        model: a model built by `resnet50`.
+        num_blocks: 0 (phase 1: head only) up to 16.
+
+    Returns:
+        The list of unfrozen block names, top first.
+
+    Example:
+    >>> set_trainable_blocks(model, 2)
+    ['conv5_block3', 'conv5_block2']
+    """
+    if not 0 <= int(num_blocks) <= len(RESIDUAL_BLOCKS):
+        raise ValueError(f"num_blocks must be between 0 and {len(RESIDUAL_BLOCKS)}, got {num_blocks}")
+    base = model.get_layer("resnet50")
+    chosen = RESIDUAL_BLOCKS[: int(num_blocks)]
+    prefixes = tuple(f"{block}_" for block in chosen)
+    # Setting a model's `trainable` flag sets it on every sublayer, so the base
+    # is switched on first and then each of its layers is set on its own.
+    base.trainable = bool(chosen)
+    for layer in base.layers:
+        unfrozen = layer.name.startswith(prefixes) and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = unfrozen
+    for layer in model.layers:
+        if layer is not base:
+            layer.trainable = True
+    return list(chosen)
+
+
+def _resnet50_base(weights, image_size, pooling):
+    """Returns `keras.applications.ResNet50` without top, named `resnet50`, with the requested weights."""
+    if isinstance(weights, str) and weights.lower() == "none":
+        weights = None
+    arguments = dict(include_top=False, input_shape=(image_size, image_size, 3), pooling=pooling, name="resnet50")
+    if weights is None:
+        return keras.applications.ResNet50(weights=None, **arguments)
+    if weights == "imagenet":
+        return _imagenet_base(arguments)
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"resnet50 weights file {path!r} not found; pass 'imagenet', 'none' or the path of a ResNet50 (no top) .h5 file"
+        )
+    if not path.endswith(".h5"):
+        raise ValueError(f"resnet50 weights file {path!r} must end in .h5 or .weights.h5 (ResNet50 base without top)")
+    base = keras.applications.ResNet50(weights=None, **arguments)
+    try:
+        # A mismatched file warns once per layer before Keras raises; the
+        # ValueError below says it in one line instead.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base.load_weights(path)
+    except Exception as error:  # Keras raises ValueError/KeyError/OSError on a mismatched file.
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"cannot load resnet50 weights from {path!r} ({message}); the file must hold the weights of the ResNet50 "
+            f"base without top, e.g. {IMAGENET_WEIGHTS_FILE} or model.get_layer('resnet50').save_weights(...)"
+        ) from None
+    return base
+
+
+def _imagenet_base(arguments):
+    """Builds the ImageNet base, failing fast with one line when the weights cannot be fetched."""
+    remedy = (
+        f"cannot fetch the ImageNet ResNet50 weights (offline?); use --weights none, or a local file "
+        f"(--weights path/to/{IMAGENET_WEIGHTS_FILE}), or place {IMAGENET_WEIGHTS_FILE} in "
+        f"{os.path.join(os.environ.get('KERAS_HOME', '~/.keras'), 'models')}/"
+    )
+    # Keras downloads with urllib, which has no timeout of its own: a network
+    # that drops packets instead of refusing would hang. A socket timeout makes
+    # it fail within DOWNLOAD_TIMEOUT_S; it is restored at once afterwards.
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return keras.applications.ResNet50(weights="imagenet", **arguments)
+    except Exception as error:
+        if "URL fetch failure" in str(error) or isinstance(error, (OSError, TimeoutError)):
+            raise ValueError(remedy) from None
+        raise
+    finally:
+        socket.setdefaulttimeout(previous_timeout)

@@ -1,0 +1,147 @@
+"""`python -m serving.edge exports/`: TF Serving's REST + gRPC API for the models under a base path.
+
+Usage:
+    python -m serving.edge exports/ [--port 8501] [--grpc-port 8500] [--host 127.0.0.1]
+        [--backend onnx|savedmodel|auto] [--max-batch-size 32] [--batch-timeout-ms 2]
+        [--no-batching] [--max-body-bytes N] [--poll-seconds 2] [--label cnn:stable=1]
+        [--threads N]
+
+It binds 127.0.0.1 by default (pass `--host 0.0.0.0` deliberately to expose
+it), logs one JSON line per request (with its latency) to stderr, picks up new
+versions without a restart, and answers `/healthz` and `/readyz`.
+"""
+
+import argparse
+import json
+import logging
+import sys
+
+from serving.edge.repository import BACKENDS, ModelRepository
+from serving.edge.service import EdgeService
+
+LOGGER = logging.getLogger("serving.edge")
+
+
+def parse_labels(values):
+    """Parses `--label model:label=version` (or `label=version` for every model) into `{model: {label: v}}`.
+
+    Example:
+    >>> parse_labels(["cnn:stable=1", "canary=2"])
+    {'cnn': {'stable': 1}, '*': {'canary': 2}}
+    """
+    labels = {}
+    for value in values or []:
+        target, _, rest = value.rpartition(":") if ":" in value else ("*", "", value)
+        label, separator, version = rest.partition("=")
+        if not separator or not label or not version.isdigit():
+            raise ValueError(f"--label must look like [model:]label=version, got {value!r}")
+        labels.setdefault(target or "*", {})[label] = int(version)
+    return labels
+
+
+class _LabelView(dict):
+    """`{model: {label: version}}` where labels given without a model apply to every model."""
+
+    def __init__(self, labels):
+        super().__init__(labels)
+        self.shared = labels.get("*", {})
+
+    def get(self, model, default=None):
+        merged = dict(self.shared)
+        merged.update(dict.get(self, model, {}))
+        return merged or default
+
+
+def build_server(
+    base_path,
+    host="127.0.0.1",
+    grpc_port=8500,
+    backend="auto",
+    batching=True,
+    max_batch_size=32,
+    batch_timeout_ms=2.0,
+    max_body_bytes=10 * 1024 * 1024,
+    labels=None,
+    threads=None,
+):
+    """Loads the models and returns `(service, app, grpc_server_or_None, grpc_port)`; nothing listens yet.
+
+    Example:
+    >>> service, app, grpc_server, port = build_server("exports/", grpc_port=0)
+    """
+    repository = ModelRepository(base_path, backend=backend, labels=_LabelView(labels or {}), threads=threads)
+    repository.scan()
+    service = EdgeService(repository, batching=batching, max_batch_size=max_batch_size, batch_timeout_s=batch_timeout_ms / 1000.0)
+    from serving.edge.rest import build_app
+
+    app = build_app(service, max_body_bytes=max_body_bytes)
+    grpc_server, bound = None, None
+    if grpc_port is not None and grpc_port >= 0:
+        from serving.edge.grpc_service import build_grpc_server
+
+        grpc_server, bound = build_grpc_server(service, host, grpc_port, max_message_bytes=max_body_bytes)
+    return service, app, grpc_server, bound
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m serving.edge", description=__doc__.splitlines()[0])
+    parser.add_argument("base_path", help="the export base path (exports/) or one model's base path")
+    parser.add_argument("--port", type=int, default=8501, help="REST port (TF Serving's is 8501)")
+    parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (TF Serving's is 8500); -1 disables gRPC")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind; loopback unless you mean to expose it")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX when model.onnx exists, else the SavedModel")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
+    parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
+    parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
+    parser.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions; 0 disables")
+    parser.add_argument("--label", action="append", default=[], help="version label, [model:]label=version (repeatable)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    try:
+        labels = parse_labels(args.label)
+        service, app, grpc_server, grpc_port = build_server(
+            args.base_path,
+            host=args.host,
+            grpc_port=args.grpc_port,
+            backend=args.backend,
+            batching=not args.no_batching,
+            max_batch_size=args.max_batch_size,
+            batch_timeout_ms=args.batch_timeout_ms,
+            max_body_bytes=args.max_body_bytes,
+            labels=labels,
+            threads=args.threads,
+        )
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not service.repository.model_names():
+        LOGGER.warning(json.dumps({"event": "no_models", "base_path": service.repository.base_path, "hint": "waiting for exports to appear"}))
+
+    import uvicorn
+
+    service.repository.start_polling(args.poll_seconds)
+    if grpc_server is not None:
+        grpc_server.start()
+    LOGGER.info(
+        json.dumps(
+            {
+                "event": "serving",
+                "rest": f"http://{args.host}:{args.port}",
+                "grpc": f"{args.host}:{grpc_port}" if grpc_server is not None else None,
+                "models": {name: service.repository.versions(name) for name in service.repository.model_names()},
+                "batching": not args.no_batching,
+            }
+        )
+    )
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="off")
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        service.repository.stop()
+        if grpc_server is not None:
+            grpc_server.stop(grace=1).wait()
+    return 0

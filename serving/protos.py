@@ -1,0 +1,187 @@
+"""TF Serving's protocol buffers without importing TensorFlow, and NumPy <-> TensorProto.
+
+The `tensorflow-serving-api` package ships the generated `*_pb2` modules of
+TF Serving, but they import TensorFlow's own protos as
+`tensorflow.core.framework.*_pb2`. Importing anything under `tensorflow.`
+first runs `tensorflow/__init__.py`, which loads the whole runtime (seconds
+and hundreds of megabytes). The edge server and the client only need the
+message classes, so `load()` imports them under a placeholder `tensorflow`
+package whose search path is the real one: the generated modules run
+unchanged, nothing else of TensorFlow is executed, and the placeholder is
+removed again so that a later real `import tensorflow` proceeds normally and
+reuses the already-imported proto modules.
+
+`to_tensor_proto` and `to_numpy` replace `tf.make_tensor_proto` and
+`tf.make_ndarray` for the dtypes a classifier uses.
+"""
+
+import importlib
+import importlib.util
+import sys
+import threading
+import types
+
+import numpy as np
+
+_LOCK = threading.Lock()
+_MODULES = None
+
+_MODULE_NAMES = {
+    "tensor_pb2": "tensorflow.core.framework.tensor_pb2",
+    "tensor_shape_pb2": "tensorflow.core.framework.tensor_shape_pb2",
+    "types_pb2": "tensorflow.core.framework.types_pb2",
+    "meta_graph_pb2": "tensorflow.core.protobuf.meta_graph_pb2",
+    "model_pb2": "tensorflow_serving.apis.model_pb2",
+    "predict_pb2": "tensorflow_serving.apis.predict_pb2",
+    "get_model_metadata_pb2": "tensorflow_serving.apis.get_model_metadata_pb2",
+    "get_model_status_pb2": "tensorflow_serving.apis.get_model_status_pb2",
+    "prediction_service_pb2_grpc": "tensorflow_serving.apis.prediction_service_pb2_grpc",
+    "model_service_pb2_grpc": "tensorflow_serving.apis.model_service_pb2_grpc",
+    "model_server_config_pb2": "tensorflow_serving.config.model_server_config_pb2",
+}
+
+
+def load():
+    """Returns a namespace holding the proto modules (`predict_pb2`, `tensor_pb2`, ...).
+
+    Example:
+    >>> protos = load()
+    >>> request = protos.predict_pb2.PredictRequest()
+    """
+    global _MODULES
+    with _LOCK:
+        if _MODULES is not None:
+            return _MODULES
+        placeholder = None
+        if "tensorflow" not in sys.modules:
+            spec = importlib.util.find_spec("tensorflow")
+            if spec is None or not spec.submodule_search_locations:
+                raise ImportError("the tensorflow package (which holds the serving protos) is not installed; pip install tensorflow-serving-api")
+            placeholder = types.ModuleType("tensorflow")
+            placeholder.__path__ = list(spec.submodule_search_locations)
+            sys.modules["tensorflow"] = placeholder
+        try:
+            modules = {key: importlib.import_module(name) for key, name in _MODULE_NAMES.items()}
+        finally:
+            if placeholder is not None and sys.modules.get("tensorflow") is placeholder:
+                del sys.modules["tensorflow"]
+        _MODULES = types.SimpleNamespace(**modules)
+        return _MODULES
+
+
+# NumPy dtype <-> TensorFlow DataType enum value (tensorflow/core/framework/types.proto).
+_DT = {
+    "float32": 1,
+    "float64": 2,
+    "int32": 3,
+    "uint8": 4,
+    "int16": 5,
+    "int8": 6,
+    "string": 7,
+    "int64": 9,
+    "bool": 10,
+    "float16": 19,
+}
+_NUMPY_OF_DT = {value: key for key, value in _DT.items()}
+# The repeated field that carries the values of each dtype when `tensor_content` is empty.
+_VALUE_FIELD = {
+    1: "float_val",
+    2: "double_val",
+    3: "int_val",
+    4: "int_val",
+    5: "int_val",
+    6: "int_val",
+    7: "string_val",
+    9: "int64_val",
+    10: "bool_val",
+    19: "half_val",
+}
+
+
+def dtype_enum(dtype):
+    """Returns the TensorFlow DataType enum value of a NumPy dtype or "string"."""
+    name = "string" if dtype in ("string", object) or np.dtype(dtype).kind in "OSU" else np.dtype(dtype).name
+    if name not in _DT:
+        raise ValueError(f"dtype {name} is not supported; use float32, int64, int32, bool or strings")
+    return _DT[name]
+
+
+def dtype_name(enum_value):
+    """Returns "float32", "int64", "string", ... for a DataType enum value."""
+    if enum_value not in _NUMPY_OF_DT:
+        raise ValueError(f"tensor dtype {enum_value} is not supported")
+    return _NUMPY_OF_DT[enum_value]
+
+
+def to_tensor_proto(value, dtype=None):
+    """Builds a `tensorflow.TensorProto` from a NumPy array, list or strings.
+
+    Strings (str or bytes) become DT_STRING (str is UTF-8 encoded); numbers are
+    written little-endian into `tensor_content`, which is what TensorFlow does.
+
+    Example:
+    >>> proto = to_tensor_proto(np.zeros((2, 3), "float32"))
+    >>> [d.size for d in proto.tensor_shape.dim]
+    [2, 3]
+    """
+    protos = load()
+    array = _as_array(value, dtype)
+    proto = protos.tensor_pb2.TensorProto()
+    proto.dtype = dtype_enum(array.dtype)
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
+    if proto.dtype == _DT["string"]:
+        proto.string_val.extend(item.encode("utf-8") if isinstance(item, str) else bytes(item) for item in array.reshape(-1))
+    else:
+        proto.tensor_content = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"))).tobytes()
+    return proto
+
+
+def to_numpy(proto):
+    """Returns the NumPy array of a `TensorProto` (strings as an object array of bytes).
+
+    Example:
+    >>> to_numpy(to_tensor_proto(["a", "b"])).tolist()
+    [b'a', b'b']
+    """
+    name = dtype_name(proto.dtype)
+    shape = tuple(dimension.size for dimension in proto.tensor_shape.dim)
+    if any(size < 0 for size in shape):
+        raise ValueError(f"tensor shape {list(shape)} has a negative dimension")
+    count = int(np.prod(shape)) if shape else 1
+    if name == "string":
+        values = list(proto.string_val)
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+    elif proto.tensor_content:
+        array = np.frombuffer(proto.tensor_content, dtype=np.dtype(name).newbyteorder("<")).astype(name)
+    else:
+        values = getattr(proto, _VALUE_FIELD[proto.dtype])
+        if name == "float16":
+            array = np.asarray(values, dtype=np.uint16).view(np.float16)
+        else:
+            array = np.asarray(values, dtype=name)
+    if array.size == count:
+        return array.reshape(shape)
+    # TensorFlow repeats the last value when fewer values than elements are given.
+    if 0 < array.size < count:
+        padded = np.empty(count, dtype=array.dtype)
+        padded[: array.size] = array
+        padded[array.size :] = array[-1]
+        return padded.reshape(shape)
+    raise ValueError(f"tensor of shape {list(shape)} holds {array.size} values, expected {count}")
+
+
+def _as_array(value, dtype):
+    if isinstance(value, np.ndarray) and dtype is None:
+        return value
+    if dtype == "string" or (dtype is None and _holds_strings(value)):
+        array = np.asarray(value, dtype=object)
+        return array
+    return np.asarray(value, dtype=dtype)
+
+
+def _holds_strings(value):
+    while isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    return isinstance(value, (str, bytes))

@@ -1,0 +1,138 @@
+"""The backends and the batcher, in-process."""
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from serving.edge.backends import validate
+from serving.edge.batching import Batcher
+from serving.edge.errors import InvalidInput
+
+
+def test_onnx_backend_imports_no_tensorflow(exports):
+    code = (
+        "import sys\n"
+        "from serving.edge.server import build_server\n"
+        f"service, app, grpc_server, port = build_server({str(exports)!r}, grpc_port=0, backend='onnx')\n"
+        "import numpy as np\n"
+        "version, signature, outputs = service.predict('cnn', {'images': np.zeros((1, 32, 32, 3), 'float32')})\n"
+        "service.predict('text', {'text': np.array([b'a good film'], dtype=object)})\n"
+        "leaked = sorted(name for name in sys.modules if name == 'tensorflow' or name.startswith(('tensorflow.python', 'keras')))\n"
+        "assert not leaked, leaked\n"
+        "print(outputs['class_names'][0].decode())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(REPO_ROOT))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def test_savedmodel_backend_matches_onnx(exports, cifar_jpegs):
+    from serving.edge.backends.onnx import OnnxBackend
+    from serving.edge.backends.savedmodel import SavedModelBackend
+
+    saved = SavedModelBackend(exports / "cnn" / "1")
+    onnx = OnnxBackend(exports / "cnn" / "1")
+    assert sorted(saved.signatures) == sorted(onnx.signatures) == ["image_bytes", "serving_default"]
+    for name in saved.signatures:
+        assert saved.signatures[name].inputs == onnx.signatures[name].inputs
+        assert sorted(saved.signatures[name].outputs) == sorted(onnx.signatures[name].outputs)
+    images = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    from_saved = saved.run(*saved.prepare("serving_default", {"images": images}))
+    from_onnx = onnx.run(*onnx.prepare("serving_default", {"images": images}))
+    np.testing.assert_allclose(from_saved["probabilities"], from_onnx["probabilities"], atol=1e-5)
+    assert from_saved["class_names"].tolist() == from_onnx["class_names"].tolist()
+    jpegs = np.array([data for _, data in cifar_jpegs], dtype=object)
+    decoded_saved = saved.run(*saved.prepare("image_bytes", {"image_bytes": jpegs}))
+    decoded_onnx = onnx.run(*onnx.prepare("image_bytes", {"image_bytes": jpegs}))
+    # TensorFlow's and Pillow's JPEG decoders may round a few pixels differently.
+    np.testing.assert_allclose(decoded_saved["probabilities"], decoded_onnx["probabilities"], atol=2e-3)
+
+
+def test_both_backends_serve_the_export_command_output(built_exports):
+    """Version 2 comes from `python -m export.run` (when present): both backends agree on it."""
+    from serving.edge.backends.onnx import OnnxBackend
+    from serving.edge.backends.savedmodel import SavedModelBackend
+
+    folder = built_exports["cnn_v2"]
+    saved, onnx = SavedModelBackend(folder), OnnxBackend(folder)
+    assert sorted(saved.signatures) == sorted(onnx.signatures) == ["image_bytes", "serving_default"]
+    assert saved.signatures["serving_default"].inputs == onnx.signatures["serving_default"].inputs
+    images = np.random.default_rng(8).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    from_saved = saved.run(*saved.prepare("serving_default", {"images": images}))
+    from_onnx = onnx.run(*onnx.prepare("serving_default", {"images": images}))
+    np.testing.assert_allclose(from_saved["probabilities"], from_onnx["probabilities"], atol=1e-4)
+    assert from_saved["class_names"].tolist() == from_onnx["class_names"].tolist()
+
+
+def test_savedmodel_backend_serves_any_savedmodel(tmp_path):
+    """A plain tf.Module (not kerasdl) with its own signature names and outputs."""
+    import tensorflow as tf
+    from fastapi.testclient import TestClient
+
+    from serving.edge.server import build_server
+
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": x * 2.0, "total": tf.reduce_sum(x, axis=1)}
+
+    module = Doubler()
+    tf.saved_model.save(module, str(tmp_path / "doubler" / "7"), signatures={"serving_default": module.serve})
+    service, app, grpc_server, port = build_server(tmp_path, grpc_port=-1, backend="auto")
+    client = TestClient(app)
+    answer = client.post("/v1/models/doubler:predict", json={"instances": [[1.0, 2.0], [3.0, 4.0]]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": [{"y": [2.0, 4.0], "total": 3.0}, {"y": [6.0, 8.0], "total": 7.0}]}
+    assert client.post("/v1/models/doubler:predict", json={"inputs": {"x": [[1.0, 2.0]]}}).json() == {"outputs": {"y": [[2.0, 4.0]], "total": [3.0]}}
+    assert client.get("/v1/models/doubler").json()["model_version_status"][0]["version"] == "7"
+    answer = client.post("/v1/models/doubler:predict", json={"instances": [[1.0, 2.0, 3.0]]})
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "input 'x' must have shape [-1,2], got [1,3]"}
+
+
+def test_batcher_combines_requests_and_keeps_rows_apart():
+    calls = []
+    release = threading.Event()
+
+    def run(inputs):
+        release.wait(5)
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 10, "row_sum": inputs["x"].sum(axis=1)}
+
+    batcher = Batcher(max_batch_size=8, batch_timeout_s=0.5)
+    requests = [np.full((size, 2), index, dtype=np.float32) for index, size in enumerate([1, 3, 2, 2, 4])]
+    futures = [batcher.submit("model", run, {"x": x}) for x in requests]
+    release.set()
+    for x, future in zip(requests, futures):
+        result = future.result(10)
+        np.testing.assert_array_equal(result["y"], x * 10)
+        np.testing.assert_array_equal(result["row_sum"], x.sum(axis=1))
+    # The first run may start alone; the rest are grouped without exceeding 8 rows.
+    assert sum(calls) == 12 and max(calls) <= 8 and len(calls) < 5
+
+
+def test_batcher_reports_failures_to_every_request():
+    def run(inputs):
+        raise RuntimeError("model crashed")
+
+    batcher = Batcher(max_batch_size=4, batch_timeout_s=0.05)
+    futures = [batcher.submit("model", run, {"x": np.zeros((1, 2))}) for _ in range(3)]
+    for future in futures:
+        with pytest.raises(RuntimeError, match="model crashed"):
+            future.result(10)
+
+
+def test_validate_names_the_problem():
+    from serving.edge.backends import Signature, TensorSpec
+
+    signature = Signature("serving_default", {"features": TensorSpec("features", "float32", (None, 4))}, {})
+    with pytest.raises(InvalidInput, match=r"^missing input 'features' for signature 'serving_default'; expected: features$"):
+        validate(signature, {})
+    with pytest.raises(InvalidInput, match=r"^input 'features' must have shape \[-1,4\], got \[2,3\]$"):
+        validate(signature, {"features": np.zeros((2, 3))})
+    with pytest.raises(InvalidInput, match=r"^the request holds no examples"):
+        validate(signature, {"features": np.zeros((0, 4))})
