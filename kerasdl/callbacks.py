@@ -14,8 +14,8 @@ def make_optimizer(optimizer="adamw", learning_rate=1e-3, weight_decay=1e-4, cli
         learning_rate: the peak learning rate.
         weight_decay: decoupled weight decay (adamw only).
         clipnorm: clip each gradient to this norm; None disables clipping.
-        lr_schedule: "cosine" puts a warmup + cosine decay schedule into the optimizer;
-            the others ("step", "plateau", "constant") use a constant rate that a callback
+        lr_schedule: "cosine" puts a warmup + cosine decay schedule into the optimizer,
+            "linear" a warmup + linear decay to zero (BERT's schedule); the others ("step", "plateau", "constant") use a constant rate that a callback
             may change.
         warmup_epochs: linear warmup length for "cosine".
         epochs: the planned number of epochs (the cosine decay length).
@@ -25,7 +25,9 @@ def make_optimizer(optimizer="adamw", learning_rate=1e-3, weight_decay=1e-4, cli
     >>> make_optimizer("adamw", 1e-3, lr_schedule="cosine", epochs=10, steps_per_epoch=20)
     """
     rate = learning_rate
-    if lr_schedule == "cosine":
+    if lr_schedule == "linear":
+        rate = WarmupLinearDecay(learning_rate, warmup_steps=max(0, warmup_epochs) * steps_per_epoch, total_steps=max(1, epochs * steps_per_epoch))
+    elif lr_schedule == "cosine":
         warmup_steps = max(0, warmup_epochs) * steps_per_epoch
         decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
         if warmup_steps:
@@ -36,12 +38,45 @@ def make_optimizer(optimizer="adamw", learning_rate=1e-3, weight_decay=1e-4, cli
         else:
             rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.01)
     elif lr_schedule not in ("step", "plateau", "constant"):
-        raise ValueError(f"train.lr_schedule must be cosine, step, plateau or constant, got {lr_schedule!r}")
+        raise ValueError(f"train.lr_schedule must be cosine, linear, step, plateau or constant, got {lr_schedule!r}")
     if optimizer == "adamw":
         return keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay, clipnorm=clipnorm)
     if optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=rate, clipnorm=clipnorm)
     raise ValueError(f"train.optimizer must be adam or adamw, got {optimizer!r}")
+
+
+@keras.saving.register_keras_serializable(package="kerasdl")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak_learning_rate`, then linear decay to 0 at `total_steps`.
+
+    Keras has cosine decay with warmup but no linear one; this is BERT's schedule.
+
+    Args:
+        peak_learning_rate: the rate reached at the end of the warmup.
+        warmup_steps: optimizer steps of linear warmup.
+        total_steps: the step at which the rate reaches zero.
+
+    Example:
+    >>> schedule = WarmupLinearDecay(1e-3, warmup_steps=10, total_steps=100)
+    >>> float(schedule(10))
+    0.001
+    """
+
+    def __init__(self, peak_learning_rate, warmup_steps, total_steps):
+        self.peak_learning_rate = peak_learning_rate
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup = step / max(1, self.warmup_steps)
+        decay = (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps)
+        fraction = keras.ops.where(step < self.warmup_steps, warmup, decay)
+        return self.peak_learning_rate * keras.ops.clip(fraction, 0.0, 1.0)
+
+    def get_config(self):
+        return {"peak_learning_rate": self.peak_learning_rate, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
 
 
 def step_decay(learning_rate, step_size, gamma):

@@ -81,7 +81,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     # Gradient clipping by norm; None disables it.
     clipnorm: typing.Optional[float] = 1.0
-    # "cosine" (with warmup), "step" (the seed's StepLR), "plateau" (ReduceLROnPlateau), "constant".
+    # "cosine" (with warmup), "linear" (warmup then linear decay, BERT's), "step" (the seed's
+    # StepLR), "plateau" (ReduceLROnPlateau) or "constant". Cosine suits the small models.
     lr_schedule: str = "cosine"
     # One warmup epoch avoids large early updates with adaptive optimizers.
     warmup_epochs: int = 1

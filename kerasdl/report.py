@@ -102,6 +102,7 @@ def plot_learning_curves(history, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
@@ -111,6 +112,7 @@ def plot_learning_curves(history, path):
             if values:
                 axis.plot(epochs[: len(values)], values, style, marker="o", label=(prefix or "train_") + metric)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_title(metric)
         axis.legend()
         axis.grid(alpha=0.3)

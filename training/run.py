@@ -47,6 +47,8 @@ def resolve_config(model_name, config_file=None, sets=(), flags=None):
 
     entry = get_model_entry(model_name)
     config = default_config(model_name)
+    for key, value in entry.defaults.items():
+        set_value(config, key, value)
     layers = []
     if config_file:
         if not os.path.isfile(config_file):
@@ -118,6 +120,11 @@ def _keys_help():
     for name in model_names():
         config = default_config(name)
         lines.append(f"  model.* for {name}: " + ", ".join(f"{key}={value!r}" for key, value in config.model.items()))
+        entry = get_model_entry(name)
+        if entry.defaults:
+            lines.append(f"    {name} changes: " + ", ".join(f"{key}={value!r}" for key, value in entry.defaults.items()))
+        if entry.default_data:
+            lines.append(f"    {name} with the built-in data: " + ", ".join(f"{key}={value!r}" for key, value in entry.default_data.items()))
     return "\n".join(lines)
 
 

@@ -9,18 +9,19 @@ modalities tell the training CLI which input pipeline feeds the model
 _ENTRIES = {}
 
 
-def register(modalities, builders, default_data=None):
+def register(modalities, builders, defaults=None, default_data=None):
     """Registers the decorated entry under its function name.
 
     Args:
         modalities: the data the model takes; the first is used with the built-in data.
         builders: the builder functions whose keyword arguments become `model.*` config keys.
-        default_data: `data.*` settings used with the built-in dataset (e.g. its image size).
+        defaults: config settings of this model, below the config file and `--set`.
+        default_data: settings used only with the built-in dataset (e.g. its image size).
     """
 
     def decorator(function):
         function.modalities, function.builders = tuple(modalities), tuple(builders)
-        function.default_data = dict(default_data or {})
+        function.defaults, function.default_data = dict(defaults or {}), dict(default_data or {})
         _ENTRIES[function.__name__] = function
         return function
 

@@ -81,7 +81,13 @@ def lstm(facts, **options):
     return _numeric(build_lstm, facts, options)
 
 
-@register(modalities=("text",), builders=(build_bert, build_wordpiece_vocabulary))
+# Transformers train best with warmup then linear decay (as BERT was trained), and a
+# smaller peak rate than the small CNNs use.
+@register(
+    modalities=("text",),
+    builders=(build_bert, build_wordpiece_vocabulary),
+    defaults={"train.lr_schedule": "linear", "train.learning_rate": 5e-4, "train.weight_decay": 0.01},
+)
 def bert(facts, **options):
     vocabulary = None
     if not options.get("preset"):

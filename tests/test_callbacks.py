@@ -1,0 +1,36 @@
+import keras
+import numpy as np
+import pytest
+
+from kerasdl.callbacks import WarmupLinearDecay, make_callbacks, make_optimizer, step_decay
+
+
+def test_warmup_linear_decay_rises_then_falls_to_zero():
+    schedule = WarmupLinearDecay(1e-3, warmup_steps=10, total_steps=110)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 60, 110, 200)]
+    np.testing.assert_allclose(rates, [0.0, 5e-4, 1e-3, 5e-4, 0.0, 0.0], atol=1e-9)
+    restored = WarmupLinearDecay.from_config(schedule.get_config())
+    assert float(restored(60)) == pytest.approx(5e-4)
+
+
+def test_step_decay_is_the_seed_steplr():
+    schedule = step_decay(0.1, step_size=7, gamma=0.1)
+    assert [schedule(epoch) for epoch in (0, 6, 7, 14)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+
+
+@pytest.mark.parametrize("schedule, kind", [("cosine", keras.optimizers.schedules.CosineDecay), ("linear", WarmupLinearDecay)])
+def test_optimizer_carries_the_schedule_and_clipping(schedule, kind):
+    optimizer = make_optimizer("adamw", 1e-3, weight_decay=0.01, clipnorm=1.0, lr_schedule=schedule, epochs=4, steps_per_epoch=10)
+    assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.clipnorm == 1.0 and optimizer.weight_decay == 0.01
+    assert isinstance(optimizer._learning_rate, kind)
+    with pytest.raises(ValueError, match="train.lr_schedule must be cosine, linear, step, plateau or constant"):
+        make_optimizer("adam", 1e-3, lr_schedule="exponential")
+
+
+def test_standard_callbacks(tmp_path):
+    callbacks = make_callbacks(str(tmp_path), lr_schedule="plateau", early_stopping_patience=3)
+    kinds = {type(callback).__name__: callback for callback in callbacks}
+    assert set(kinds) == {"BackupAndRestore", "TerminateOnNaN", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "TensorBoard", "ReduceLROnPlateau"}
+    assert kinds["EarlyStopping"].restore_best_weights and kinds["EarlyStopping"].patience == 3 and kinds["EarlyStopping"].monitor == "val_loss"
+    assert kinds["ModelCheckpoint"].save_best_only and kinds["ModelCheckpoint"].filepath.endswith("checkpoints/best.keras")
+    assert "LearningRateScheduler" in {type(callback).__name__ for callback in make_callbacks(str(tmp_path), lr_schedule="step")}
