@@ -17,7 +17,6 @@ Pillow only): this module imports TensorFlow only inside the `.keras` and
 SavedModel predictors.
 """
 
-import argparse
 import csv
 import json
 import os
@@ -28,6 +27,7 @@ import numpy as np
 
 from export.errors import ExportError
 from export.spec import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE
+from export.cli import OneLineParser, quiet_libraries
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 MODEL_CARD = os.path.join("assets.extra", "model_card.json")
@@ -322,13 +322,8 @@ def _csv_rows(path):
                 raise ExportError(f"{path}:{number + 1}: not a row of numbers") from None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"error: {message} (see python -m export.predict --help)\n")
-
-
 def build_parser():
-    parser = _Parser(prog="python -m export.predict", description="Classify inputs with a .keras, SavedModel or ONNX artifact.")
+    parser = OneLineParser(prog="python -m export.predict", description="Classify inputs with a .keras, SavedModel or ONNX artifact.")
     parser.add_argument("artifact", help="a .keras file, an .onnx file, a version folder (exports/<name>/<N>) or exports/<name>")
     parser.add_argument("inputs", nargs="+", help="image files/folders, texts (or .txt files), or CSV files")
     parser.add_argument("--format", choices=["savedmodel", "onnx"], default=None, dest="artifact_format",
@@ -339,25 +334,10 @@ def build_parser():
     return parser
 
 
-def _quiet_libraries():
-    # TensorFlow's C++ start-up lines and its Python deprecation warnings (the
-    # TF1 loader that verification uses on purpose, tf2onnx's freezing calls)
-    # would bury the parity table; errors still show.
-    import logging
-    import warnings
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    logging.getLogger().setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
 def main(argv=None):
     """Runs the CLI; returns the exit status (0, or 2 for a usage error)."""
     arguments = build_parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         predictor = load_predictor(arguments.artifact, arguments.artifact_format, arguments.int8)
         examples, labels = read_inputs(arguments.inputs, predictor.modality, predictor.input_shape)

@@ -11,7 +11,6 @@ place; a mismatch exits with status 1 and publishes nothing. Usage errors
 with status 2. Both print one line on stderr, no traceback.
 """
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -23,6 +22,7 @@ import numpy as np
 
 from export.errors import ExportError, VerificationError
 from export.spec import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE, onnx_input_names, quantization_method, tolerance
+from export.cli import OneLineParser, quiet_libraries
 
 FORMATS = ("savedmodel", "onnx")
 MODEL_CARD_FILE = os.path.join("assets.extra", "model_card.json")
@@ -304,14 +304,8 @@ def _to_json(value):
     return str(value)
 
 
-class _Parser(argparse.ArgumentParser):
-    # argparse prints the whole usage before its message; one line is enough.
-    def error(self, message):
-        self.exit(2, f"error: {message} (see python -m export.run --help)\n")
-
-
 def build_parser():
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m export.run",
         description="Export a trained kerasdl model to TF Serving SavedModel and ONNX, verify parity, publish atomically.",
     )
@@ -329,25 +323,10 @@ def build_parser():
     return parser
 
 
-def _quiet_libraries():
-    # TensorFlow's C++ start-up lines and its Python deprecation warnings (the
-    # TF1 loader that verification uses on purpose, tf2onnx's freezing calls)
-    # would bury the parity table; errors still show.
-    import logging
-    import warnings
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    logging.getLogger().setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
 def main(argv=None):
     """Runs the CLI; returns the exit status (0 published, 1 verification failed, 2 usage error)."""
     arguments = build_parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         export_model(
             arguments.path,

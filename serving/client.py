@@ -26,7 +26,6 @@ NumPy (`serving.protos`).
 import argparse
 import base64
 import csv
-import json
 import sys
 import time
 
