@@ -22,6 +22,7 @@ from kerasdl.data import load_data
 from kerasdl.data.augment import make_augmenter
 from kerasdl.data.pipeline import make_pipeline, normalization_statistics, take_examples
 from kerasdl.models.registry import get_model_entry
+from kerasdl.models.text_lstm import text_lstm_token_model
 from kerasdl.models.zoo import DataFacts
 
 RUNNING_MARKER = "RUNNING"
@@ -129,17 +130,17 @@ def run(config, fresh=False, log=print):
     global_batch, learning_rate = distribute.scale_batch_and_learning_rate(train_config.batch_size, train_config.learning_rate, cluster.num_replicas)
     if cluster.num_replicas > 1:
         log(f"{cluster.num_replicas} replicas: global batch {global_batch}, learning rate {learning_rate:g}")
-    pipeline = dict(seed=train_config.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
-    train_data = make_pipeline(splits.train, global_batch, training=True, augmenter=augmenter, drop_remainder=multi_worker, **pipeline)
-    validation_data = make_pipeline(splits.validation, global_batch, training=False, **pipeline)
-    test_data = make_pipeline(splits.test, global_batch, training=False, **pipeline)
-    if multi_worker:
-        train_data, validation_data = distribute.shard_by_data(train_data), distribute.shard_by_data(validation_data)
     steps = steps_per_epoch(splits.train.size, global_batch)
 
     with strategy.scope():
         model = entry(facts, **config.model)
-        model.compile(
+        # The text LSTM tokenizes in the tf.data pipeline (with its own TextVectorization) and
+        # trains the token-id part, which shares every weight with the string model that is
+        # saved and served.
+        train_model, tokenizer = model, None
+        if "text_vectorization" in [layer.name for layer in model.layers]:
+            train_model, tokenizer = text_lstm_token_model(model), model.get_layer("text_vectorization")
+        train_model.compile(
             optimizer=make_optimizer(
                 train_config.optimizer, learning_rate, train_config.weight_decay, train_config.clipnorm,
                 train_config.lr_schedule, train_config.warmup_epochs, train_config.epochs, steps,
@@ -149,6 +150,13 @@ def run(config, fresh=False, log=print):
             steps_per_execution=train_config.steps_per_execution,
             jit_compile=train_config.jit_compile,
         )
+    pipeline = dict(seed=train_config.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
+    train_data = make_pipeline(splits.train, global_batch, training=True, augmenter=augmenter, drop_remainder=multi_worker, tokenizer=tokenizer, **pipeline)
+    validation_data = make_pipeline(splits.validation, global_batch, training=False, tokenizer=tokenizer, **pipeline)
+    # The test split stays raw: the evaluation runs the saved (string-taking) model.
+    test_data = make_pipeline(splits.test, global_batch, training=False, **pipeline)
+    if multi_worker:
+        train_data, validation_data = distribute.shard_by_data(train_data), distribute.shard_by_data(validation_data)
     phases = [_phase("train" if not hasattr(entry, "set_trainable_blocks") else "head (frozen base)", model, learning_rate)]
     log(f"model: {model.name}, {model.count_params():,} parameters ({phases[0]['trainable_parameters']:,} trainable); run directory: {run_dir}")
 
@@ -158,7 +166,7 @@ def run(config, fresh=False, log=print):
         early_stopping_patience=train_config.early_stopping_patience, profile=train_config.profile,
     )
     fit_started = time.time()
-    history = model.fit(
+    history = train_model.fit(
         train_data, validation_data=validation_data, epochs=train_config.epochs,
         callbacks=make_callbacks(write_dir, backup=distribute.backup_and_restore(os.path.join(run_dir, "backup"), cluster), **callback_options),
         verbose=train_config.verbose,
@@ -174,7 +182,7 @@ def run(config, fresh=False, log=print):
         # is required for the new trainable set to take effect.
         with strategy.scope():
             entry.set_trainable_blocks(model, config.finetune.blocks)
-            model.compile(
+            train_model.compile(
                 optimizer=make_optimizer(
                     train_config.optimizer, config.finetune.learning_rate, train_config.weight_decay, train_config.clipnorm,
                     "constant", 0, config.finetune.epochs, steps,
@@ -186,7 +194,7 @@ def run(config, fresh=False, log=print):
         phases.append(_phase(f"fine-tune (top {config.finetune.blocks} blocks)", model, config.finetune.learning_rate))
         log(f"phase 2: fine-tuning the top {config.finetune.blocks} blocks, {phases[-1]['trainable_parameters']:,} trainable parameters")
         start_epoch = epochs_run
-        finetune_history = model.fit(
+        finetune_history = train_model.fit(
             train_data, validation_data=validation_data, epochs=start_epoch + config.finetune.epochs, initial_epoch=start_epoch,
             callbacks=make_callbacks(write_dir, backup=distribute.backup_and_restore(os.path.join(run_dir, "backup_finetune"), cluster), **dict(callback_options, lr_schedule="constant")),
             verbose=train_config.verbose,

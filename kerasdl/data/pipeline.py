@@ -3,7 +3,7 @@
 import numpy as np
 
 
-def make_pipeline(split, batch_size, training, seed=42, augmenter=None, cache=True, cache_limit_mb=2048, shuffle_buffer=10000, drop_remainder=False):
+def make_pipeline(split, batch_size, training, seed=42, augmenter=None, cache=True, cache_limit_mb=2048, shuffle_buffer=10000, drop_remainder=False, tokenizer=None):
     """Turns a `Split` into a batched, prefetched `tf.data.Dataset`.
 
     Order, and why:
@@ -26,6 +26,8 @@ def make_pipeline(split, batch_size, training, seed=42, augmenter=None, cache=Tr
         shuffle_buffer: the shuffle buffer size (capped at the split size).
         drop_remainder: drop a last partial batch (multi-worker training splits every
             global batch evenly across workers).
+        tokenizer: a layer mapping a batch of strings to token ids (e.g. the model's own
+            TextVectorization), applied in the pipeline so the model trains on ids.
 
     Example:
     >>> dataset = make_pipeline(splits.train, batch_size=64, training=True)
@@ -47,6 +49,8 @@ def make_pipeline(split, batch_size, training, seed=42, augmenter=None, cache=Tr
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if training and augmenter is not None:
         dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if tokenizer is not None:
+        dataset = dataset.map(lambda x, y: (tokenizer(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -49,6 +49,11 @@ def test_text_lstm_on_sst2_lines(shared_data, tmp_path):
     model, metadata = load_model(run_dir / "model.keras")
     assert metadata["modality"] == "text" and metadata["text"]["tokenizer"] == "text_vectorization"
     assert model.predict(np.array(["a gripping , funny film", "dull and lifeless"], dtype=object), verbose=0).shape == (2, 2)
+    # Tokenization ran in the tf.data pipeline: the trained (checkpointed) part takes token ids.
+    import keras
+
+    checkpoint = keras.saving.load_model(run_dir / "checkpoints" / "best.keras")
+    assert checkpoint.inputs[0].dtype == "int64" and checkpoint.inputs[0].name == "token_ids"
     validation = json.loads((run_dir / "data" / "validation.json").read_text())
     assert isinstance(validation["x"][0], str) and len(validation["x"]) == len(validation["y"]) > 0
 
