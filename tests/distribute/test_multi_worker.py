@@ -146,3 +146,29 @@ def test_worker_without_peers_fails_with_a_timeout_message(tmp_path):
         f"error: worker 0 timed out after 4 s waiting for its peers (unreachable: worker 1 at 127.0.0.1:{missing_port}); "
         "start every worker listed in TF_CONFIG"
     ) in stderr
+
+
+def test_readme_command_trains_on_two_workers_through_the_cli(tmp_path):
+    """The README's instructions: `python -m training.run mlp --strategy multi_worker` twice."""
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    command = [sys.executable, "-m", "training.run", "mlp", "--strategy", "multi_worker", "--epochs", "2",
+               "--output", str(tmp_path), "--set", "train.verbose=2"]
+    workers = [
+        subprocess.Popen(
+            command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(environment, TF_CONFIG=json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})),
+        )
+        for index in range(2)
+    ]
+    results = [finish(worker) for worker in workers]
+    for code, stdout, stderr in results:
+        assert code == 0, stderr[-3000:]
+        assert "2 replicas: global batch 128, learning rate 0.002" in stdout
+    # One run directory, written by the chief only, named after the config so both agree.
+    (run_dir,) = (tmp_path / "mlp").iterdir()
+    assert run_dir.name.startswith("multi-worker-")
+    assert (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "backup").exists() and not (run_dir / "RUNNING").exists()
+    accuracies = {stdout.split("test accuracy: ")[1].split()[0] for _, stdout, _ in results}
+    assert len(accuracies) == 1  # Both workers hold the same model.
