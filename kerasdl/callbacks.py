@@ -114,7 +114,6 @@ def make_callbacks(run_dir, lr_schedule="cosine", learning_rate=1e-3, step_size=
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
     os.makedirs(checkpoint_dir, exist_ok=True)
     callbacks = [
-        backup or keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True, verbose=1),
         keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "best.keras"), monitor="val_loss", save_best_only=True),
@@ -125,6 +124,9 @@ def make_callbacks(run_dir, lr_schedule="cosine", learning_rate=1e-3, step_size=
         callbacks.append(keras.callbacks.LearningRateScheduler(step_decay(learning_rate, step_size, step_gamma), verbose=0))
     elif lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=plateau_factor, patience=plateau_patience, verbose=verbose))
+    # Last, so that an epoch counts as done only after its history row and checkpoint are
+    # written: a run killed in between redoes that epoch rather than losing its row.
+    callbacks.append(backup or keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True))
     return callbacks
 
 

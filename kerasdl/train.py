@@ -131,6 +131,12 @@ def run(config, fresh=False, log=print):
     if cluster.num_replicas > 1:
         log(f"{cluster.num_replicas} replicas: global batch {global_batch}, learning rate {learning_rate:g}")
     steps = steps_per_epoch(splits.train.size, global_batch)
+    steps_per_execution = train_config.steps_per_execution
+    if multi_worker and steps_per_execution != 1:
+        # The multi-worker fix (kerasdl.distribute) was checked with one step per call;
+        # several steps per call fail inside Keras' distributed train function.
+        log(f"multi-worker training runs one step per call (train.steps_per_execution={steps_per_execution} ignored)")
+        steps_per_execution = 1
 
     with strategy.scope():
         model = entry(facts, **config.model)
@@ -147,7 +153,7 @@ def run(config, fresh=False, log=print):
             ),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
-            steps_per_execution=train_config.steps_per_execution,
+            steps_per_execution=steps_per_execution,
             jit_compile=train_config.jit_compile,
         )
     pipeline = dict(seed=train_config.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
@@ -189,7 +195,7 @@ def run(config, fresh=False, log=print):
                 ),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"],
-                steps_per_execution=train_config.steps_per_execution,
+                steps_per_execution=steps_per_execution,
             )
         phases.append(_phase(f"fine-tune (top {config.finetune.blocks} blocks)", model, config.finetune.learning_rate))
         log(f"phase 2: fine-tuning the top {config.finetune.blocks} blocks, {phases[-1]['trainable_parameters']:,} trainable parameters")

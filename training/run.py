@@ -37,7 +37,10 @@ def default_config(model_name):
     entry = get_model_entry(model_name)
     config = Config(model_name=model_name)
     for builder in entry.builders:
-        config.model.update(builder_arguments(builder, zoo.DATA_ARGUMENTS))
+        # The first builder's default wins for a shared key (the numeric LSTM's unidirectional
+        # layers, the seed's, over the text LSTM's bidirectional default).
+        for key, value in builder_arguments(builder, zoo.DATA_ARGUMENTS).items():
+            config.model.setdefault(key, value)
     return config
 
 

@@ -1,0 +1,253 @@
+"""Inference latency of all five models in every serving format, int8 trade-offs, and the CPU's peak.
+
+For each model a trained run (shared with `accuracy`, see `benchmarks.specs`) is
+exported with the project's export stage (`export.run.export_model`: SavedModel,
+ONNX, int8 ONNX); then, at batch 1 and 32, the median latency of:
+
+- `keras predict`: `model.predict(x)`;
+- `keras call`: `model(x, training=False)` (BERT: preprocessor + call);
+- `savedmodel`: the reloaded SavedModel's `serving_default` (strings for text models);
+- `ort fp32` / `ort int8`: ONNX Runtime on `model.onnx` / `model.int8.onnx` (token ids for
+  text models: the tokenizer runs outside the ONNX graph, and is not timed).
+
+Ratios are against the SavedModel (`ort fp32 / savedmodel`) and against ORT fp32
+(`ort int8 / ort fp32`). Static int8 (CNN, ResNet50) is also measured as throughput at
+batch 16 and as accuracy on the real test split. The physical limit is a large
+`tf.matmul` in float32 and bfloat16, measured in the same run.
+
+Example:
+>>> from benchmarks import latency
+>>> latency.run(quick=True)["targets"]
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import common, specs
+
+# ResNet50 at 224x224: 4.09 G multiply-adds per image (He et al. 2016, Table 1), i.e. 8.2 GFLOP.
+RESNET50_FLOP_224 = 2 * 4.09e9
+
+
+def matmul_peak(size=2048, seconds=1.5):
+    """GFLOP/s of a square `tf.matmul` in float32 and bfloat16 (best of repeated runs)."""
+    import tensorflow as tf
+
+    peaks = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        a = tf.random.normal((size, size), dtype=tf.float32)
+        a = tf.cast(a, dtype)
+        b = tf.cast(tf.random.normal((size, size), dtype=tf.float32), dtype)
+
+        @tf.function
+        def multiply(a, b):
+            return tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32))
+
+        multiply(a, b).numpy()
+        best, started = float("inf"), time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            begin = time.perf_counter()
+            multiply(a, b).numpy()
+            best = min(best, time.perf_counter() - begin)
+        peaks[dtype.name] = 2 * size**3 / best / 1e9
+    return peaks
+
+
+def _examples(run_dir, metadata):
+    folder = Path(run_dir) / "data"
+    if metadata["modality"] == "text":
+        return json.loads((folder / "validation.json").read_text())["x"]
+    return np.load(folder / "validation.npz")["x"].astype("float32")
+
+
+def _batch(examples, size):
+    if isinstance(examples, list):
+        repeated = (examples * (size // max(len(examples), 1) + 1))[:size]
+        return repeated
+    repeats = int(np.ceil(size / len(examples)))
+    return np.concatenate([examples] * repeats)[:size]
+
+
+def _ort_session(path, threads=None):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _callables(model, metadata, version_dir):
+    """`{format: function(batch) -> outputs}` for every format that loads."""
+    import tensorflow as tf
+
+    from export.run import onnx_feed_for
+    from export.spec import serving_input_name
+    from export.verify import cast_feed
+
+    functions, problems = {}, {}
+    text = metadata["modality"] == "text"
+    functions["keras predict"] = lambda batch: model.predict(np.asarray(batch, dtype=object) if text else batch, batch_size=len(batch), verbose=0)
+    if hasattr(model, "preprocessor") and model.preprocessor is not None:
+        functions["keras call"] = lambda batch: model(model.preprocessor(tf.constant(batch)), training=False)
+    elif text:
+        functions["keras call"] = lambda batch: model(tf.constant(batch), training=False)
+    else:
+        functions["keras call"] = lambda batch: model(batch, training=False)
+    try:
+        loaded = tf.saved_model.load(str(version_dir))
+        signature = loaded.signatures["serving_default"]
+        name = serving_input_name(metadata)
+        functions["savedmodel"] = lambda batch: signature(**{name: tf.constant(batch)})
+        functions["_loaded"] = loaded
+    except Exception as error:  # Reported per format.
+        problems["savedmodel"] = f"{type(error).__name__}: {error}"
+    for label, file in (("ort fp32", "model.onnx"), ("ort int8", "model.int8.onnx")):
+        path = Path(version_dir) / file
+        if not path.is_file():
+            problems[label] = f"{file} was not exported"
+            continue
+        session = _ort_session(path)
+
+        def call(batch, session=session):
+            feed = cast_feed(session, onnx_feed_for(metadata, batch, version_dir))
+            return session.run(["probabilities"], feed)
+
+        def prepared(batch, session=session):
+            # Tokenization (text) and the cast happen once, outside the timed call.
+            feed = cast_feed(session, onnx_feed_for(metadata, batch, version_dir))
+            return lambda: session.run(["probabilities"], feed)
+
+        functions[label] = call
+        functions[label + "_prepared"] = prepared
+    return functions, problems
+
+
+def _time(functions, label, batch, quick):
+    function = functions[label]
+    if label + "_prepared" in functions:
+        call = functions[label + "_prepared"](batch)
+    else:
+        call = lambda: function(batch)  # noqa: E731
+    repeats = 5 if len(batch) > 1 else 15
+    return common.median_time(call, repeats=repeats if not quick else max(3, repeats // 3), warmup=2, min_seconds=0.3 if quick else 1.0)
+
+
+def _test_split(run_dir):
+    """The real test split of a run (re-derived from its config.yaml and seed), as arrays."""
+    import yaml
+
+    from kerasdl.config import DataConfig
+    from kerasdl.data import load_data
+    from kerasdl.data.pipeline import take_examples
+
+    config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    data = DataConfig(**config["data"])
+    modalities = ("text",) if config["model_name"] == "bert" else (("image",) if config["model_name"] in ("cnn", "resnet50") else ("sequence", "text"))
+    splits = load_data(data, modalities, config["train"]["seed"])
+    return take_examples(splits.test, splits.test.size)
+
+
+def _accuracy(session, metadata, version_dir, x, y, batch_size=64):
+    from export.run import onnx_feed_for
+    from export.verify import cast_feed
+
+    correct = 0
+    for start in range(0, len(y), batch_size):
+        chunk = x[start : start + batch_size]
+        feed = cast_feed(session, onnx_feed_for(metadata, chunk, version_dir))
+        probabilities = session.run(["probabilities"], feed)[0]
+        correct += int(np.sum(probabilities.argmax(axis=-1) == y[start : start + batch_size]))
+    return correct / len(y)
+
+
+def run(quick):
+    from export.run import export_model
+    from kerasdl.artifact import load_model
+
+    started = time.time()
+    rows, targets, notes = [], [], []
+    peaks = matmul_peak(seconds=0.5 if quick else 2.0)
+    rows.append(common.row("tf.matmul 2048 bf16", "GFLOP/s", peaks["bfloat16"], "GFLOP/s", "tf.matmul 2048 fp32", peaks["float32"]))
+    table = specs.specs(quick)
+    cases = {"mlp": "mlp_digits"} if common.TOY else specs.LATENCY_CASES
+    batches = (1, 4) if common.TOY else (1, 32)
+    export_base = os.path.join(os.environ.get(common.RUNS_DIR_ENV) or "/tmp", "exports")
+    for model_name, case in cases.items():
+        if case not in table:
+            notes.append(f"{model_name}: skipped, its data ({case}) is absent")
+            continue
+        try:
+            run_dir, _ = specs.train(case, table[case], log=lambda line: print(line, flush=True))
+            result = export_model(run_dir, formats=["savedmodel", "onnx"], quantize="int8", base=export_base, name=f"{model_name}_{case}", force=True, max_accuracy_drop=100.0, log=lambda line: None)
+        except Exception as error:  # One model's failure is reported; the others go on.
+            notes.append(f"{model_name}: training/export failed: {type(error).__name__}: {str(error)[:300]}")
+            continue
+        version_dir = result.version_dir
+        model, metadata = load_model(os.path.join(run_dir, "model.keras"))
+        examples = _examples(run_dir, metadata)
+        functions, problems = _callables(model, metadata, version_dir)
+        for label, problem in problems.items():
+            notes.append(f"{model_name} {label}: {problem}")
+        measured = {}
+        for batch_size in batches:
+            batch = _batch(examples, batch_size)
+            for label in ("keras predict", "keras call", "savedmodel", "ort fp32", "ort int8"):
+                if label not in functions:
+                    continue
+                try:
+                    measured[(label, batch_size)] = _time(functions, label, batch, quick) * 1000
+                except Exception as error:
+                    notes.append(f"{model_name} {label} batch {batch_size}: {type(error).__name__}: {str(error)[:200]}")
+            base = measured.get(("savedmodel", batch_size))
+            for label in ("keras predict", "keras call", "savedmodel", "ort fp32"):
+                if (label, batch_size) in measured:
+                    rows.append(common.row(f"{model_name} {label}", f"latency batch {batch_size}", measured[(label, batch_size)], "ms", f"{model_name} savedmodel", base, higher_is_better=False))
+            if ("ort int8", batch_size) in measured:
+                rows.append(common.row(f"{model_name} ort int8", f"latency batch {batch_size}", measured[("ort int8", batch_size)], "ms", f"{model_name} ort fp32", measured.get(("ort fp32", batch_size)), higher_is_better=False))
+        fp32, saved = measured.get(("ort fp32", 1)), measured.get(("savedmodel", 1))
+        limit = 1.0 if model_name == "resnet50" else 0.5
+        if model_name in ("mlp", "cnn", "lstm", "bert", "resnet50"):
+            targets.append(common.target(f"latency_{model_name}_ort_vs_savedmodel", f"{model_name}: ORT fp32 / SavedModel latency, batch 1 <= {limit}", fp32 / saved if fp32 and saved else None, limit, "<="))
+        quantization = result.card.get("quantization") or {}
+        method = quantization.get("method")
+        if model_name == "bert":
+            int8 = measured.get(("ort int8", 1))
+            targets.append(common.target("latency_bert_int8", "bert: ORT int8 / fp32 latency, batch 1 <= 0.6", int8 / fp32 if int8 and fp32 else None, 0.6, "<="))
+        if model_name in ("bert", "cnn", "resnet50") and not common.TOY:
+            x, y = _test_split(run_dir)
+            if model_name == "resnet50" or len(y) > 2000:
+                x, y = x[:2000], y[:2000]
+            accuracy = {}
+            for label, file in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
+                accuracy[label] = _accuracy(_ort_session(Path(version_dir) / file), metadata, version_dir, x, y)
+            drop = 100 * (accuracy["fp32"] - accuracy["int8"])
+            rows.append(common.row(f"{model_name} ort int8 ({method})", f"test accuracy ({len(y)} examples)", accuracy["int8"], "fraction", f"{model_name} ort fp32", accuracy["fp32"]))
+            if model_name == "bert":
+                notes.append(f"bert int8 ({method}) accuracy delta on {len(y)} test texts: {drop:+.2f} points lost ({accuracy['fp32']:.4f} -> {accuracy['int8']:.4f})")
+            else:
+                targets.append(common.target(f"int8_{model_name}_accuracy_drop", f"{model_name}: static int8 accuracy loss on the test split, points < 1", drop, 1.0, "<="))
+        if model_name in ("cnn", "resnet50"):
+            batch = _batch(examples, 16)
+            throughput = {}
+            for label in ("ort fp32", "ort int8"):
+                if label in functions:
+                    throughput[label] = 16 / _time(functions, label, batch, quick)
+            if len(throughput) == 2:
+                rows.append(common.row(f"{model_name} ort int8 ({method})", "throughput batch 16", throughput["ort int8"], "examples/s", f"{model_name} ort fp32", throughput["ort fp32"]))
+                targets.append(common.target(f"int8_{model_name}_throughput", f"{model_name}: static int8 / fp32 ORT throughput, batch 16 >= 2.5", throughput["ort int8"] / throughput["ort fp32"], 2.5, ">="))
+            if model_name == "resnet50" and ("ort fp32", 32) in measured:
+                import yaml
+
+                run_config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+                image_size = int(run_config.get("model", {}).get("image_size") or 224)
+                flop = RESNET50_FLOP_224 * (image_size / 224) ** 2
+                achieved = 32 * flop / (measured[("ort fp32", 32)] / 1000) / 1e9
+                rows.append(common.row("resnet50 ort fp32 batch 32", "GFLOP/s", achieved, "GFLOP/s", "tf.matmul 2048 fp32 peak", peaks["float32"]))
+                notes.append(f"resnet50 inference at {image_size}x{image_size}: {flop / 1e9:.1f} GFLOP per image; ORT fp32 batch 32 reaches {achieved:.0f} GFLOP/s = {100 * achieved / peaks['float32']:.0f}% of the fp32 matmul peak")
+        functions.pop("_loaded", None)
+    return common.result("latency", started, rows, targets, notes)
