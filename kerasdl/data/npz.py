@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from kerasdl.data.source import DataError, Split, check_arrays, splits_from_arrays, stratified_split
+from kerasdl.data.source import DataError, check_arrays, splits_from_arrays, splits_from_parts, stratified_split
 
 
 def load_npz(path, modality, validation_fraction=0.1, test_fraction=0.1, seed=42):
@@ -56,18 +56,13 @@ def load_npz(path, modality, validation_fraction=0.1, test_fraction=0.1, seed=42
     else:
         train_pool = np.arange(pools)
         train, validation, _ = stratified_split(labels[train_pool], validation_fraction, 0.0, seed)
-        from kerasdl.data.source import DataSplits
-
         test = np.arange(pools, len(labels))
-        splits = DataSplits(
-            train=Split.from_arrays(x[train], labels[train]),
-            validation=Split.from_arrays(x[validation], labels[validation]),
-            test=Split.from_arrays(x[test], labels[test]),
-            class_names=class_names,
-            modality=modality,
-            input_shape=tuple(x.shape[1:]),
-            description=description,
-        )
+        parts = {
+            "train": (x[train], labels[train]),
+            "validation": (x[validation], labels[validation]),
+            "test": (x[test], labels[test]),
+        }
+        splits = splits_from_parts(parts, class_names, modality, x.shape[1:], description)
     return splits
 
 

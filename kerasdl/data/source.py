@@ -92,13 +92,19 @@ def splits_from_arrays(x, y, class_names, modality, description, validation_frac
     y = np.asarray(y)
     check_arrays(x, y, source=description)
     train, validation, test = stratified_split(y, validation_fraction, test_fraction, seed)
+    parts = {"train": (x[train], y[train]), "validation": (x[validation], y[validation]), "test": (x[test], y[test])}
+    return splits_from_parts(parts, class_names, modality, x.shape[1:], description)
+
+
+def splits_from_parts(parts, class_names, modality, input_shape, description):
+    """Wraps in-memory `{"train": (x, y), "validation": (x, y), "test": (x, y)}` as `DataSplits`."""
     return DataSplits(
-        train=Split.from_arrays(x[train], y[train]),
-        validation=Split.from_arrays(x[validation], y[validation]),
-        test=Split.from_arrays(x[test], y[test]),
+        train=Split.from_arrays(*parts["train"]),
+        validation=Split.from_arrays(*parts["validation"]),
+        test=Split.from_arrays(*parts["test"]),
         class_names=list(class_names),
         modality=modality,
-        input_shape=tuple(x.shape[1:]),
+        input_shape=tuple(input_shape),
         description=description,
     )
 

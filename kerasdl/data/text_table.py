@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from kerasdl.data.source import DataError, DataSplits, Split, check_arrays, stratified_split
+from kerasdl.data.source import DataError, check_arrays, splits_from_parts, stratified_split
 
 # Column names tried, in order, when none is given (compared case-insensitively).
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "body", "tweet")
@@ -129,15 +129,7 @@ def load_text_table(
         f"text table {path}: {sizes} examples, {len(class_names)} classes"
         + (f" (official {' and '.join(official)} files)" if official else "")
     )
-    return DataSplits(
-        train=Split.from_arrays(*parts["train"]),
-        validation=Split.from_arrays(*parts["validation"]),
-        test=Split.from_arrays(*parts["test"]),
-        class_names=class_names,
-        modality="text",
-        input_shape=(),
-        description=description,
-    )
+    return splits_from_parts(parts, class_names, "text", (), description)
 
 
 def _split_files(folder):

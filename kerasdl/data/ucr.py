@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from kerasdl.data.source import DataError, DataSplits, Split, check_arrays, stratified_split
+from kerasdl.data.source import DataError, check_arrays, splits_from_parts, stratified_split
 
 # UCR files: `.txt` (the 2015 archive, whitespace) or `.tsv` (2018, tabs); `.csv` by courtesy.
 EXTENSIONS = (".txt", ".tsv", ".csv", "")
@@ -81,15 +81,7 @@ def load_ucr(path, validation_fraction=0.2, seed=0, test_fraction=0.2):
         + (f"lengths {min(lengths)}-{steps} zero-padded" if variable else f"length {steps}")
         + f", {len(class_names)} classes ({origin})"
     )
-    return DataSplits(
-        train=Split.from_arrays(*parts["train"]),
-        validation=Split.from_arrays(*parts["validation"]),
-        test=Split.from_arrays(*parts["test"]),
-        class_names=class_names,
-        modality="sequence",
-        input_shape=(None if variable else steps, 1),
-        description=description,
-    )
+    return splits_from_parts(parts, class_names, "sequence", (None if variable else steps, 1), description)
 
 
 def _find_files(path):

@@ -60,19 +60,7 @@ def lstm(
     normalization = None
     if normalization_mean is not None:
         normalization = standardization_layer(normalization_mean, normalization_variance, name="normalization")
-    recurrent_layers = []
-    for index in range(num_layers):
-        recurrent = keras.layers.LSTM(
-            hidden_size,
-            return_sequences=index < num_layers - 1,
-            use_cudnn=use_cudnn,
-            name=f"lstm_{index}",
-        )
-        if bidirectional:
-            recurrent = keras.layers.Bidirectional(recurrent, merge_mode="concat", name=f"bidirectional_{index}")
-        recurrent_layers.append(recurrent)
-        if dropout_rate > 0:
-            recurrent_layers.append(keras.layers.Dropout(dropout_rate, name=f"dropout_{index}"))
+    recurrent_layers = recurrent_stack(hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn)
     logits_layer = keras.layers.Dense(num_classes, name="logits")
 
     # Functional model.
@@ -84,6 +72,27 @@ def lstm(
         x = layer(x)
     logits = logits_layer(x)
     return keras.Model(inputs, logits, name=name)
+
+
+def recurrent_stack(hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn=False):
+    """Returns the layers of a stacked (Bi)LSTM that ends in its last state, in call order.
+
+    Every LSTM but the last returns sequences; each is followed by Dropout when
+    `dropout_rate > 0`. Shared by `lstm` and `text_lstm`.
+
+    Example:
+    >>> [layer.name for layer in recurrent_stack(32, 2, False, 0.2)]
+    ['lstm_0', 'dropout_0', 'lstm_1', 'dropout_1']
+    """
+    layers = []
+    for index in range(num_layers):
+        recurrent = keras.layers.LSTM(hidden_size, return_sequences=index < num_layers - 1, use_cudnn=use_cudnn, name=f"lstm_{index}")
+        if bidirectional:
+            recurrent = keras.layers.Bidirectional(recurrent, merge_mode="concat", name=f"bidirectional_{index}")
+        layers.append(recurrent)
+        if dropout_rate > 0:
+            layers.append(keras.layers.Dropout(dropout_rate, name=f"dropout_{index}"))
+    return layers
 
 
 def standardization_layer(mean, variance, name="normalization"):

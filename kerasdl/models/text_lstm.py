@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from kerasdl.models.lstm import recurrent_stack
+
 STANDARDIZE = "lower_and_strip_punctuation"
 
 
@@ -62,17 +64,8 @@ def text_lstm(
     )
     # + 2: the padding id 0 and the out-of-vocabulary id 1.
     embedding = keras.layers.Embedding(len(vocabulary) + 2, embedding_dim, mask_zero=True, name="embedding")
-    recurrent_layers = []
-    for index in range(num_layers):
-        # The generic kernel: a cuDNN-traced LSTM cannot be converted to ONNX.
-        recurrent = keras.layers.LSTM(
-            hidden_size, return_sequences=index < num_layers - 1, use_cudnn=False, name=f"lstm_{index}"
-        )
-        if bidirectional:
-            recurrent = keras.layers.Bidirectional(recurrent, merge_mode="concat", name=f"bidirectional_{index}")
-        recurrent_layers.append(recurrent)
-        if dropout_rate > 0:
-            recurrent_layers.append(keras.layers.Dropout(dropout_rate, name=f"dropout_{index}"))
+    # The generic kernel: a cuDNN-traced LSTM cannot be converted to ONNX.
+    recurrent_layers = recurrent_stack(hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn=False)
     logits_layer = keras.layers.Dense(num_classes, name="logits")
 
     # Functional model.
