@@ -91,25 +91,6 @@ def run(config, fresh=False, log=print):
     log(f"splits: {splits.train.size} train, {splits.validation.size} validation, {splits.test.size} test; {len(splits.class_names)} classes")
 
     multi_worker = cluster.num_workers > 1
-    if multi_worker:
-        # Every worker must agree on one run directory without talking: name it after the config.
-        run_dir = os.path.join(config.output, config.model_name, f"multi-worker-{config_fingerprint(config)}")
-        if fresh and cluster.is_chief:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    else:
-        run_dir = None if fresh else find_resumable_run(config)
-    resumed_epoch = _saved_epoch(os.path.join(run_dir, "backup")) if run_dir else 0
-    if resumed_epoch:
-        log(f"resuming {run_dir} from epoch {resumed_epoch} (saved by BackupAndRestore)")
-    run_dir = run_dir or new_run_dir(config)
-    write_dir = distribute.write_dir_for(run_dir, cluster)
-    os.makedirs(write_dir, exist_ok=True)
-    if cluster.is_chief:
-        with open(os.path.join(run_dir, "config.yaml"), "w") as handle:
-            yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
-        with open(os.path.join(run_dir, RUNNING_MARKER), "w") as handle:
-            handle.write(config_fingerprint(config))
-
     mean, variance = normalization_statistics(splits.train, splits.modality)
     train_texts = None
     if splits.modality == "text":
@@ -163,6 +144,28 @@ def run(config, fresh=False, log=print):
     test_data = make_pipeline(splits.test, global_batch, training=False, **pipeline)
     if multi_worker:
         train_data, validation_data = distribute.shard_by_data(train_data), distribute.shard_by_data(validation_data)
+
+    # The run directory is made only now, once data and model are known to be good, so that
+    # a bad input or an unavailable download leaves nothing half-written behind.
+    if multi_worker:
+        # Every worker must agree on one run directory without talking: name it after the config.
+        run_dir = os.path.join(config.output, config.model_name, f"multi-worker-{config_fingerprint(config)}")
+        if fresh and cluster.is_chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        run_dir = None if fresh else find_resumable_run(config)
+    resumed_epoch = _saved_epoch(os.path.join(run_dir, "backup")) if run_dir else 0
+    if resumed_epoch:
+        log(f"resuming {run_dir} from epoch {resumed_epoch} (saved by BackupAndRestore)")
+    run_dir = run_dir or new_run_dir(config)
+    write_dir = distribute.write_dir_for(run_dir, cluster)
+    os.makedirs(write_dir, exist_ok=True)
+    if cluster.is_chief:
+        with open(os.path.join(run_dir, "config.yaml"), "w") as handle:
+            yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+        with open(os.path.join(run_dir, RUNNING_MARKER), "w") as handle:
+            handle.write(config_fingerprint(config))
+
     phases = [_phase("train" if not hasattr(entry, "set_trainable_blocks") else "head (frozen base)", model, learning_rate)]
     log(f"model: {model.name}, {model.count_params():,} parameters ({phases[0]['trainable_parameters']:,} trainable); run directory: {run_dir}")
 

@@ -103,6 +103,8 @@ def test_offline_weights_and_presets_fail_in_one_line(arguments, message, tmp_pa
     assert result.returncode == 2, result.stderr[-1500:]
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+    # Nothing half-written: the run directory is created only once data and model are good.
+    assert not any(tmp_path.iterdir())
 
 
 def test_text_data_for_an_image_model_is_refused(shared_data, tmp_path, capsys):
