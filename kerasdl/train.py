@@ -212,17 +212,18 @@ def run(config, fresh=False, log=print):
         examples_trained += phases[-1]["epochs"] * splits.train.size
     fit_seconds = time.time() - fit_started
 
-    if multi_worker:
-        # Direct calls are local to each worker (Keras' multi-worker `predict` is unpatched).
-        logits = np.concatenate([np.asarray(model(x, training=False)) for x, _ in test_data])
-    else:
-        # `predict` (not a direct call) so that keras-hub tasks apply their string preprocessor.
-        logits = np.asarray(model.predict(test_data.map(lambda x, y: x), verbose=0))
-    labels = np.concatenate([np.asarray(y) for _, y in test_data])
+    # One pass over the test split for logits and labels. Multi-worker runs call the model
+    # directly (local to each worker; Keras' multi-worker predict is unpatched); otherwise
+    # `predict_on_batch`, so that keras-hub tasks apply their string preprocessor.
+    logits, labels = [], []
+    for x, y in test_data:
+        logits.append(np.asarray(model(x, training=False) if multi_worker else model.predict_on_batch(x)))
+        labels.append(np.asarray(y))
+    logits, labels = np.concatenate(logits), np.concatenate(labels)
     test_loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
     metrics = report.classification_metrics(labels, logits, splits.class_names)
     metrics.update(
-        test_loss=float(test_loss), wall_time_s=time.time() - started, fit_time_s=fit_seconds,
+        test_loss=test_loss, wall_time_s=time.time() - started, fit_time_s=fit_seconds,
         examples_per_s=examples_trained / fit_seconds if fit_seconds else 0.0, epochs=epochs_run,
         train_examples=splits.train.size, test_examples=int(len(labels)),
     )
