@@ -31,7 +31,7 @@ def epoch_timer():
 
 def build_model(model_name, modality, input_shape, num_classes, mean, variance, options=None):
     from kerasdl.models.registry import get_model_entry
-    from kerasdl.models.zoo import DataFacts
+    from kerasdl.models.registry import DataFacts
 
     entry = get_model_entry(model_name)
     return entry(DataFacts(modality, tuple(input_shape), num_classes, mean, variance, None), **(options or {}))

@@ -86,7 +86,7 @@ def _callables(model, metadata, version_dir):
     import tensorflow as tf
 
     from export.run import onnx_feed_for
-    from export.spec import serving_input_name
+    from kerasdl.contract import serving_input_name
     from export.verify import cast_feed
 
     functions, problems = {}, {}

@@ -14,7 +14,7 @@ asserts that the inputs are exactly the contract's.
 import json
 
 from export.errors import VerificationError
-from export.spec import ONNX_OUTPUT, input_spec, onnx_input_names
+from kerasdl.contract import ONNX_OUTPUT, input_spec, onnx_input_names
 
 DEFAULT_OPSET = 17
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ExportError
-from export.spec import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE
+from kerasdl.contract import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE
 from export.cli import OneLineParser, quiet_libraries
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -120,7 +120,7 @@ class OnnxPredictor(Predictor):
         self.input_name = spec["name"]
         self.tokenizer = None
         if self.modality == "text":
-            from export.tokenizer import load_tokenizer
+            from kerasdl.tokenizer import load_tokenizer
 
             folder = Path(path).parent / "tokenizer"
             if not (folder / "tokenizer.json").is_file():

@@ -21,10 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ExportError, VerificationError
-from export.spec import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE, onnx_input_names, quantization_method, tolerance
+from kerasdl.contract import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE, onnx_input_names
 from export.cli import OneLineParser, quiet_libraries
 
 FORMATS = ("savedmodel", "onnx")
+# Parity tolerances by format, unless the model's entry states its own: the
+# largest absolute difference in probabilities from the Keras model. The
+# SavedModel runs the same TensorFlow kernels, so it differs only by graph
+# rewrites; ONNX Runtime has its own kernels and summation orders.
+FORMAT_TOLERANCES = {"savedmodel": 1e-5, "onnx": 1e-4}
 MODEL_CARD_FILE = os.path.join("assets.extra", "model_card.json")
 # Warmup requests: one single example and one small batch per signature, so
 # TF Serving initializes both the batch-1 and the batched paths.
@@ -148,7 +153,7 @@ def _export_savedmodel(source, name, staging, expected, parity, log):
             {IMAGE_BYTES_INPUT: np.array([encode_png(image) for image in pixels], dtype=object)},
             keras_probabilities(source.model, pixels.astype("float32"), metadata),
         )
-    limit = tolerance(metadata.get("model"), "savedmodel")
+    limit = _tolerance(metadata, "savedmodel")
     with ServingSession(staging) as session:
         missing = sorted(set(signatures) - set(session.signatures))
         if missing:
@@ -191,13 +196,13 @@ def _export_onnx(source, staging, expected, opset, parity, log):
         # The Python tokenizer must give the in-graph tokenizer's ids exactly;
         # a separate row says which half is wrong when ONNX parity fails.
         from export.text import tokenizer_parity
-        from export.tokenizer import load_tokenizer
+        from kerasdl.tokenizer import load_tokenizer
         from export.verify import ParityResult
 
         agreement, differing = tokenizer_parity(source.model, metadata, load_tokenizer(staging / "tokenizer"), source.examples)
         parity.append(ParityResult("tokenizer", "token_ids", len(source.examples), float(differing), 0.0, agreement,
                                    differing == 0, "" if differing == 0 else f"{differing} ids differ"))
-    parity.append(compare("onnx", "probabilities", onnx_probabilities(path, feed), expected, tolerance(metadata.get("model"), "onnx")))
+    parity.append(compare("onnx", "probabilities", onnx_probabilities(path, feed), expected, _tolerance(metadata, "onnx")))
     section["onnx"] = {"file": "model.onnx", **info}
     return section
 
@@ -206,7 +211,9 @@ def _export_int8(source, staging, max_accuracy_drop, log):
     from export.quantize import compare_int8, quantize_int8
 
     metadata = source.metadata
-    method = quantization_method(metadata.get("model"))
+    entry = model_entry(metadata)
+    # A model outside the registry gets dynamic int8, which needs no calibration data.
+    method = entry.quantization if entry is not None else "dynamic"
     calibration = None
     if method == "static":
         examples = source.calibration_examples()
@@ -232,6 +239,22 @@ def _export_int8(source, staging, max_accuracy_drop, log):
     }
 
 
+def model_entry(metadata):
+    """Returns the registry entry of the model that `metadata` names, or None for a model outside the registry."""
+    from kerasdl.models.registry import get_model_entry
+
+    try:
+        return get_model_entry(metadata.get("model"))
+    except KeyError:
+        return None
+
+
+def _tolerance(metadata, artifact_format):
+    entry = model_entry(metadata)
+    default = FORMAT_TOLERANCES[artifact_format]
+    return entry.tolerance(artifact_format, default) if entry is not None else default
+
+
 def onnx_feed(source, version_dir):
     """Returns the ONNX input feed for the held-out examples of `source`."""
     return onnx_feed_for(source.metadata, source.examples, version_dir)
@@ -239,7 +262,7 @@ def onnx_feed(source, version_dir):
 
 def onnx_feed_for(metadata, examples, version_dir):
     if metadata["modality"] == "text":
-        from export.tokenizer import load_tokenizer
+        from kerasdl.tokenizer import load_tokenizer
 
         return load_tokenizer(Path(version_dir) / "tokenizer").encode_batch(list(examples))
     return {onnx_input_names(metadata)[0]: np.asarray(examples, dtype="float32")}
@@ -268,7 +291,7 @@ def _model_card(source, name, version, formats, parity, sections):
     import tensorflow as tf
 
     metadata = source.metadata
-    from export.spec import input_spec
+    from kerasdl.contract import input_spec
 
     card = {
         "name": name,

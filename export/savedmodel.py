@@ -5,7 +5,7 @@ model's logits), `class_ids` (int64 argmax) and `class_names` (the metadata's
 class names looked up in-graph), so a client never needs a side file.
 """
 
-from export.spec import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE, input_spec
+from kerasdl.contract import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE, input_spec
 
 
 def export_savedmodel(model, metadata, directory):

@@ -162,7 +162,7 @@ def synthetic_examples(metadata, model=None, count=SYNTHETIC_EXAMPLES, seed=0):
     """Returns `count` raw inputs that match the input spec, for a `.keras` file without a run.
 
     Images are integer pixels in 0-255; features are drawn around the model's
-    own `Normalization` statistics when it has them (so they look like data);
+    own standardization statistics when it has them (so they look like data);
     sequences are zero-padded after a random length; text is a fixed set of
     sentences.
     """
@@ -262,14 +262,14 @@ def _parse_yaml(text):
 
 
 def _normalization_statistics(model, features):
-    # Normalization layers hold the training split's mean and variance; sampling
-    # around them makes synthetic features land where the model was trained.
+    # The standardization layer holds the training split's mean and deviation;
+    # sampling around them makes synthetic features land where the model was trained.
+    from kerasdl.models.layers import standardization_statistics
+
     for layer in _all_layers(model) if model is not None else ():
-        if type(layer).__name__ == "Normalization" and getattr(layer, "mean", None) is not None:
-            mean = np.asarray(layer.mean, dtype="float32").reshape(-1)
-            variance = np.asarray(layer.variance, dtype="float32").reshape(-1)
-            if mean.size == features:
-                return mean, np.sqrt(np.maximum(variance, 1e-12))
+        statistics = standardization_statistics(layer) if layer.name == "normalization" else None
+        if statistics is not None and statistics[0].size == features:
+            return statistics
     return np.zeros(features, "float32"), np.ones(features, "float32")
 
 

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from export.spec import OUTPUT_NAMES
+from kerasdl.contract import OUTPUT_NAMES
 
 
 @dataclasses.dataclass

@@ -92,7 +92,7 @@ def load_model(path, compile=False):
     """
     import keras
 
-    import kerasdl.models  # noqa: F401  (registers custom objects)
+    import kerasdl.models.layers  # noqa: F401  (registers the custom layers)
 
     try:
         import keras_hub  # noqa: F401

@@ -11,7 +11,6 @@ The resolved config is saved in the run directory as `config.yaml`.
 """
 
 import dataclasses
-import inspect
 import typing
 
 import yaml
@@ -150,16 +149,6 @@ def _plain(value):
 
 
 SECTIONS = ("data", "augment", "train", "finetune")
-
-
-def builder_arguments(builder, provided_by_data):
-    """Returns `{name: default}` for the builder's user-settable keyword arguments."""
-    arguments = {}
-    for name, parameter in inspect.signature(builder).parameters.items():
-        if name in provided_by_data or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
-            continue
-        arguments[name] = None if parameter.default is inspect.Parameter.empty else parameter.default
-    return arguments
 
 
 def valid_keys(config):

@@ -21,9 +21,7 @@ from kerasdl.callbacks import make_callbacks, make_optimizer, steps_per_epoch
 from kerasdl.data import load_data
 from kerasdl.data.augment import make_augmenter
 from kerasdl.data.pipeline import make_pipeline, normalization_statistics, take_examples
-from kerasdl.models.registry import get_model_entry
-from kerasdl.models.text_lstm import text_lstm_token_model
-from kerasdl.models.zoo import DataFacts
+from kerasdl.models.registry import DataFacts, get_model_entry
 
 RUNNING_MARKER = "RUNNING"
 # Raw held-out examples kept with the run for export parity checks and the warmup file,
@@ -121,12 +119,11 @@ def run(config, fresh=False, log=print):
 
     with strategy.scope():
         model = entry(facts, **config.model)
-        # The text LSTM tokenizes in the tf.data pipeline (with its own TextVectorization) and
-        # trains the token-id part, which shares every weight with the string model that is
-        # saved and served.
+        # A text model whose entry says so tokenizes in the tf.data pipeline and trains the
+        # token-id part, which shares every weight with the string model that is saved and served.
         train_model, tokenizer = model, None
-        if "text_vectorization" in [layer.name for layer in model.layers]:
-            train_model, tokenizer = text_lstm_token_model(model), model.get_layer("text_vectorization")
+        if splits.modality == "text" and entry.text.pipeline_split is not None:
+            train_model, tokenizer = entry.text.pipeline_split(model)
         train_model.compile(
             optimizer=make_optimizer(
                 train_config.optimizer, learning_rate, train_config.weight_decay, train_config.clipnorm,
@@ -166,7 +163,7 @@ def run(config, fresh=False, log=print):
         with open(os.path.join(run_dir, RUNNING_MARKER), "w") as handle:
             handle.write(config_fingerprint(config))
 
-    phases = [_phase("train" if not hasattr(entry, "set_trainable_blocks") else "head (frozen base)", model, learning_rate)]
+    phases = [_phase("train" if entry.set_trainable_blocks is None else "head (frozen base)", model, learning_rate)]
     log(f"model: {model.name}, {model.count_params():,} parameters ({phases[0]['trainable_parameters']:,} trainable); run directory: {run_dir}")
 
     callback_options = dict(
@@ -186,7 +183,7 @@ def run(config, fresh=False, log=print):
     examples_trained = epochs_run * splits.train.size
     phases[0]["epochs"] = epochs_run
 
-    if hasattr(entry, "set_trainable_blocks") and config.finetune.blocks > 0 and config.finetune.epochs > 0:
+    if entry.set_trainable_blocks is not None and config.finetune.blocks > 0 and config.finetune.epochs > 0:
         # Phase 2: unfreeze the top blocks and continue at a much lower rate; recompiling
         # is required for the new trainable set to take effect.
         with strategy.scope():
@@ -242,13 +239,10 @@ def run(config, fresh=False, log=print):
         "data": splits.description,
     }
     if splits.modality == "text":
-        metadata["text"] = {
-            "tokenizer": "bert" if hasattr(model, "preprocessor") else "text_vectorization",
-            "sequence_length": config.model.get("sequence_length"),
-        }
+        metadata["text"] = {"tokenizer": entry.text.tokenizer, "sequence_length": config.model.get("sequence_length")}
     save_model(model, os.path.join(run_dir, "model.keras"), metadata)
-    if hasattr(model, "save_to_preset"):
-        _save_preset(model, os.path.join(run_dir, "preset"))
+    if entry.save_extras is not None:
+        entry.save_extras(model, run_dir)
     _save_examples(run_dir, splits)
     history_columns = report.read_history(os.path.join(run_dir, "history.csv"))
     findings = report.diagnose(history_columns, len(splits.class_names))
@@ -300,11 +294,3 @@ def _save_examples(run_dir, splits):
             report.write_json(os.path.join(folder, f"{name}.json"), {"x": list(x), "y": y.tolist()})
         else:
             np.savez(os.path.join(folder, f"{name}.npz"), x=x.astype(np.float32), y=y)
-
-
-def _save_preset(model, folder):
-    temporary = folder + ".tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_to_preset(temporary)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(temporary, folder)

@@ -13,8 +13,7 @@ import sys
 # Quiet TensorFlow's C++ start-up chatter before it is imported; real errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasdl.config import ConfigError, Config, apply_mapping, builder_arguments, parse_value, set_value, valid_keys  # noqa: E402
-from kerasdl.models import zoo  # noqa: E402,F401  (registers the entries)
+from kerasdl.config import ConfigError, Config, apply_mapping, parse_value, set_value, valid_keys  # noqa: E402
 from kerasdl.models.registry import get_model_entry, model_names  # noqa: E402
 
 # Common flags and the config key each one sets.
@@ -34,13 +33,8 @@ FLAGS = {
 
 def default_config(model_name):
     """The defaults for `model_name`: the dataclass defaults plus its builders' keyword arguments."""
-    entry = get_model_entry(model_name)
     config = Config(model_name=model_name)
-    for builder in entry.builders:
-        # The first builder's default wins for a shared key (the numeric LSTM's unidirectional
-        # layers, the seed's, over the text LSTM's bidirectional default).
-        for key, value in builder_arguments(builder, zoo.DATA_ARGUMENTS).items():
-            config.model.setdefault(key, value)
+    config.model.update(get_model_entry(model_name).builder_arguments())
     return config
 
 

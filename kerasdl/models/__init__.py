@@ -1,11 +1,13 @@
-"""Model builders and the registry of `python -m training.run` entries."""
+"""Model builders, one file per model, each with its registry entry (`kerasdl.models.registry`).
+
+Importing this package loads no Keras: the builders import it when they run.
+"""
 
 from kerasdl.models.bert import bert
 from kerasdl.models.cnn import cnn
-from kerasdl.models.lstm import lstm
+from kerasdl.models.lstm import lstm, text_lstm
 from kerasdl.models.mlp import mlp
-from kerasdl.models.registry import get_model_entry, model_names, register
+from kerasdl.models.registry import get_model_entry, model_names, register_model
 from kerasdl.models.resnet50 import resnet50
-from kerasdl.models.text_lstm import text_lstm
 
-__all__ = ["bert", "cnn", "lstm", "mlp", "resnet50", "text_lstm", "get_model_entry", "model_names", "register"]
+__all__ = ["bert", "cnn", "lstm", "mlp", "resnet50", "text_lstm", "get_model_entry", "model_names", "register_model"]

@@ -1,10 +1,16 @@
-"""The BERT text classifier builder (keras-hub), from a preset or from scratch."""
+"""The BERT text classifier (keras-hub), from a preset or from scratch: its builder, tokenizer support and entry.
+
+Keras and keras-hub are imported inside the functions so that the registry
+(and `--help`) loads without TensorFlow.
+"""
 
 import json
 import os
+import shutil
 
-import keras
 import numpy as np
+
+from kerasdl.models.registry import TextSupport, call_builder, register_model
 
 # The special tokens BertTokenizer requires, in the order keras-hub reserves them.
 RESERVED_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
@@ -122,6 +128,8 @@ def bert_token_model(classifier):
     >>> sorted(token_model.input)
     ['padding_mask', 'segment_ids', 'token_ids']
     """
+    import keras
+
     backbone_inputs = classifier.backbone.input
     inputs = {name: keras.Input(shape=(None,), dtype="int64", name=name) for name in TOKEN_INPUTS}
     features = {name: keras.ops.cast(inputs[name], backbone_inputs[name].dtype) for name in TOKEN_INPUTS}
@@ -234,3 +242,77 @@ def _saved_classifier_classes(directory):
     if task.get("class_name") != "BertTextClassifier":
         return None
     return task.get("config", {}).get("num_classes")
+
+
+def bert_token_features(classifier, texts):
+    """Returns the attached preprocessor's token features of `texts` as int64 arrays (for tokenizer parity)."""
+    import keras
+
+    features = classifier.preprocessor(np.asarray(list(texts), dtype=object))
+    return {name: np.asarray(keras.ops.convert_to_numpy(features[name])).astype("int64") for name in TOKEN_INPUTS}
+
+
+def write_wordpiece_tokenizer(classifier, folder):
+    """Writes the TensorFlow-free WordPiece tokenizer (`kerasdl.tokenizer`) equal to the classifier's preprocessor."""
+    from kerasdl.tokenizer import WordPieceTokenizer, write_tokenizer_files
+
+    preprocessor = classifier.preprocessor
+    tokenizer = preprocessor.tokenizer
+    python_tokenizer = WordPieceTokenizer(
+        tokenizer.get_vocabulary(),
+        sequence_length=preprocessor.sequence_length,
+        lowercase=bool(getattr(tokenizer, "lowercase", True)),
+        strip_accents=bool(getattr(tokenizer, "strip_accents", False)),
+        split_on_cjk=bool(getattr(tokenizer, "split_on_cjk", True)),
+        suffix_indicator=getattr(tokenizer, "suffix_indicator", "##"),
+        cls_token=getattr(tokenizer, "cls_token", "[CLS]"),
+        sep_token=getattr(tokenizer, "sep_token", "[SEP]"),
+        pad_token=getattr(tokenizer, "pad_token", "[PAD]"),
+        unknown_token=getattr(tokenizer, "oov_token", None) or getattr(tokenizer, "unk_token", "[UNK]"),
+    )
+    return write_tokenizer_files(folder, python_tokenizer)
+
+
+def _strings_to_logits(classifier):
+    # Calling a keras-hub task takes token features; its preprocessor makes them from strings.
+    def call(texts):
+        return classifier(classifier.preprocessor(texts), training=False)
+
+    return call
+
+
+def save_preset(classifier, run_dir):
+    """Writes `run_dir/preset/` with `save_to_preset`, atomically, so a trained BERT reloads with `--preset`."""
+    folder = os.path.join(run_dir, "preset")
+    temporary = folder + ".tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    classifier.save_to_preset(temporary)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(temporary, folder)
+
+
+# Transformers train best with warmup then linear decay (as BERT was trained), and
+# a smaller peak rate than the small CNNs use. Twelve attention and layer-norm
+# blocks drift more than the small models between kernels, hence tolerances ten
+# times the formats' defaults.
+@register_model(
+    "bert",
+    modalities=("text",),
+    builders=(bert, build_wordpiece_vocabulary),
+    defaults={"train.lr_schedule": "linear", "train.learning_rate": 5e-4, "train.weight_decay": 0.01},
+    text=TextSupport(
+        tokenizer="bert",
+        token_model=bert_token_model,
+        token_features=bert_token_features,
+        write_tokenizer=write_wordpiece_tokenizer,
+        raw_call=_strings_to_logits,
+    ),
+    tolerances={"savedmodel": 1e-4, "onnx": 1e-3, "litert": 1e-3},
+    save_extras=save_preset,
+)
+def build_from_data(facts, **options):
+    """The `bert` entry: a WordPiece vocabulary from the training texts unless a preset brings its own."""
+    vocabulary = None
+    if not options.get("preset"):
+        vocabulary = call_builder(build_wordpiece_vocabulary, options, texts=facts.train_texts)
+    return call_builder(bert, options, num_classes=facts.num_classes, vocabulary=vocabulary)

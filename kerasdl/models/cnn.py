@@ -1,6 +1,10 @@
-"""The CNN classifier builder."""
+"""The CNN classifier: its builder and its registry entry.
 
-import keras
+Keras is imported inside the builder so that the registry (and `--help`) loads
+without TensorFlow.
+"""
+
+from kerasdl.models.registry import call_builder, register_model
 
 
 def cnn(
@@ -41,12 +45,14 @@ def cnn(
     >>> model.output_shape
     (None, 10)
     """
+    import keras
+
+    from kerasdl.models.layers import standardization_layer
+
     # Layers.
     normalization = None
     if normalization_mean is not None:
-        normalization = keras.layers.Normalization(
-            axis=-1, mean=normalization_mean, variance=normalization_variance, name="normalization"
-        )
+        normalization = standardization_layer(normalization_mean, normalization_variance, name="normalization")
     blocks = []
     for index, block_filters in enumerate(filters):
         block = [
@@ -80,3 +86,14 @@ def cnn(
         x = dropout(x)
     logits = logits_layer(x)
     return keras.Model(inputs, logits, name=name)
+
+
+# Static (calibrated) int8: activations dominate a convolutional network's
+# quantization error, and calibrated scales are both accurate and fast.
+@register_model("cnn", modalities=("image",), builders=(cnn,), quantization="static")
+def build_from_data(facts, **options):
+    """The `cnn` entry: the data's shape, classes and statistics, plus the `model.*` options."""
+    return call_builder(
+        cnn, options, input_shape=facts.input_shape, num_classes=facts.num_classes,
+        normalization_mean=facts.normalization_mean, normalization_variance=facts.normalization_variance,
+    )

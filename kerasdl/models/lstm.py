@@ -1,7 +1,12 @@
-"""The LSTM classifier builder for numeric sequences."""
+"""The LSTM classifiers, numeric series and text: their builders and their registry entry.
 
-import keras
-import numpy as np
+Both networks are built by `kerasdl.models.recurrent` with the LSTM cell; this
+file fixes the cell, the names and the defaults, and registers `lstm`, which
+builds the numeric network for series and the text network for text.
+"""
+
+from kerasdl.models.recurrent import VECTORIZATION_TEXT, build_recurrent, build_text_vocabulary, sequence_classifier, text_classifier
+from kerasdl.models.registry import register_model
 
 
 def lstm(
@@ -16,21 +21,7 @@ def lstm(
     use_cudnn=False,
     name="lstm",
 ):
-    """Builds a stacked (bi)LSTM that classifies zero-padded numeric sequences.
-
-    The model takes raw float32 sequences `[batch, T, F]` padded with 0.0 after
-    their end; `T` may be `None` (any length). A `Masking(mask_value=0.0)` layer
-    on the raw input marks the padding, so a time step whose features are all
-    exactly 0.0 counts as padding, also inside a sequence; data where such steps
-    carry meaning should be shifted first. The mask then follows through the
-    per-feature `Normalization` (which would otherwise turn padding into
-    non-zero values) and the LSTMs, so the last LSTM returns the state of each
-    sequence's last valid step: padding never changes a prediction.
-
-    The LSTMs use the generic (non-cuDNN) kernel by default: with
-    `use_cudnn="auto"` Keras picks the cuDNN kernel on a GPU, and a model traced
-    that way holds `CudnnRNNV3` ops that ONNX cannot convert. The generic kernel
-    computes the same function, slower on a GPU.
+    """Builds a stacked (bi)LSTM that classifies zero-padded numeric sequences (`recurrent.sequence_classifier`).
 
     Args:
         input_shape: `(T, F)`; `T` may be `None` for variable-length sequences.
@@ -49,79 +40,54 @@ def lstm(
     >>> model.output_shape
     (None, 2)
     """
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 2:
-        raise ValueError(f"lstm needs sequences of shape (time steps or None, features), got {input_shape}")
-    if num_layers < 1:
-        raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-
-    # Layers.
-    masking = keras.layers.Masking(mask_value=0.0, name="masking")
-    normalization = None
-    if normalization_mean is not None:
-        normalization = standardization_layer(normalization_mean, normalization_variance, name="normalization")
-    recurrent_layers = recurrent_stack(hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn)
-    logits_layer = keras.layers.Dense(num_classes, name="logits")
-
-    # Functional model.
-    inputs = keras.Input(shape=input_shape, name="sequences")
-    x = masking(inputs)
-    if normalization is not None:
-        x = normalization(x)
-    for layer in recurrent_layers:
-        x = layer(x)
-    logits = logits_layer(x)
-    return keras.Model(inputs, logits, name=name)
+    return sequence_classifier(
+        "lstm", input_shape, num_classes, hidden_size=hidden_size, num_layers=num_layers, dropout_rate=dropout_rate,
+        bidirectional=bidirectional, normalization_mean=normalization_mean,
+        normalization_variance=normalization_variance, use_cudnn=use_cudnn, name=name,
+    )
 
 
-def recurrent_stack(hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn=False):
-    """Returns the layers of a stacked (Bi)LSTM that ends in its last state, in call order.
+def text_lstm(
+    num_classes,
+    vocabulary,
+    sequence_length=64,
+    embedding_dim=64,
+    hidden_size=64,
+    num_layers=1,
+    bidirectional=True,
+    dropout_rate=0.2,
+    name="text_lstm",
+):
+    """Builds a text classifier: TextVectorization, Embedding (masked), stacked (bi)LSTM, Dense logits.
 
-    Every LSTM but the last returns sequences; each is followed by Dropout when
-    `dropout_rate > 0`. Shared by `lstm` and `text_lstm`.
-
-    Example:
-    >>> [layer.name for layer in recurrent_stack(32, 2, False, 0.2)]
-    ['lstm_0', 'dropout_0', 'lstm_1', 'dropout_1']
-    """
-    layers = []
-    for index in range(num_layers):
-        recurrent = keras.layers.LSTM(hidden_size, return_sequences=index < num_layers - 1, use_cudnn=use_cudnn, name=f"lstm_{index}")
-        if bidirectional:
-            recurrent = keras.layers.Bidirectional(recurrent, merge_mode="concat", name=f"bidirectional_{index}")
-        layers.append(recurrent)
-        if dropout_rate > 0:
-            layers.append(keras.layers.Dropout(dropout_rate, name=f"dropout_{index}"))
-    return layers
-
-
-def standardization_layer(mean, variance, name="normalization"):
-    """Returns a layer computing `(x - mean) / sqrt(variance)` per feature (last axis), ONNX-safe.
-
-    `keras.layers.Normalization(mean=..., variance=...)` (and an adapted one)
-    keeps its statistics as eager tensors, which tracing captures: a model
-    exported with `model.export(format="onnx")` then asks for two bogus extra
-    graph inputs holding them. `Rescaling` keeps plain numbers in its config
-    and turns them into tensors inside `call`, so the statistics become graph
-    constants. It also passes the mask on.
+    The model takes raw strings; see `recurrent.text_classifier`.
 
     Args:
-        mean: per-feature mean (a number or a 1-D sequence).
-        variance: per-feature variance, same shape as `mean`.
-        name: the layer's name.
+        num_classes: number of output classes.
+        vocabulary: the training split's tokens (`build_text_vocabulary`).
+        sequence_length: tokens per text (longer texts are cut).
+        embedding_dim: width of the token embeddings.
+        hidden_size: units of each LSTM (per direction).
+        num_layers: stacked LSTM layers; all but the last return sequences.
+        bidirectional: wrap each LSTM in `Bidirectional`.
+        dropout_rate: dropout after each LSTM layer; 0 disables it.
+        name: the model's name.
 
     Example:
-    >>> layer = standardization_layer([1.0, 2.0], [4.0, 9.0])
-    >>> layer(numpy.array([[3.0, 5.0]], "float32"))  # -> [[1.0, 1.0]]
+    >>> vocabulary = build_text_vocabulary(["a good film", "a bad film"], max_tokens=100)
+    >>> model = text_lstm(num_classes=2, vocabulary=vocabulary, sequence_length=16)
+    >>> model.predict(numpy.array(["a good film"]), verbose=0).shape
+    (1, 2)
     """
-    if variance is None:
-        raise ValueError("normalization_variance is required with normalization_mean")
-    mean = np.asarray(mean, dtype="float64")
-    variance = np.asarray(variance, dtype="float64")
-    if mean.shape != variance.shape:
-        raise ValueError(f"normalization mean {mean.shape} and variance {variance.shape} must have the same shape")
-    # The same floor on the deviation as keras.layers.Normalization.
-    deviation = np.maximum(np.sqrt(variance), keras.config.epsilon())
-    scale = (1.0 / deviation).astype("float32").tolist()
-    offset = (-mean / deviation).astype("float32").tolist()
-    return keras.layers.Rescaling(scale=scale, offset=offset, name=name)
+    return text_classifier(
+        "lstm", num_classes, vocabulary, sequence_length=sequence_length, embedding_dim=embedding_dim,
+        hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, dropout_rate=dropout_rate, name=name,
+    )
+
+
+# The numeric builder comes first, so its unidirectional default (the seed's)
+# wins over the text builder's bidirectional one for the shared key.
+@register_model("lstm", modalities=("sequence", "text"), builders=(lstm, text_lstm, build_text_vocabulary), text=VECTORIZATION_TEXT)
+def build_from_data(facts, **options):
+    """The `lstm` entry: the numeric network for series, the text network (with its vocabulary) for text."""
+    return build_recurrent(lstm, text_lstm, facts, options)

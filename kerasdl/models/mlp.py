@@ -1,6 +1,10 @@
-"""The MLP classifier builder."""
+"""The MLP classifier: its builder and its registry entry.
 
-import keras
+Keras is imported inside the builder so that the registry (and `--help`) loads
+without TensorFlow.
+"""
+
+from kerasdl.models.registry import call_builder, register_model
 
 
 def mlp(
@@ -35,12 +39,14 @@ def mlp(
     >>> model.output_shape
     (None, 10)
     """
+    import keras
+
+    from kerasdl.models.layers import standardization_layer
+
     # Layers.
     normalization = None
     if normalization_mean is not None:
-        normalization = keras.layers.Normalization(
-            axis=-1, mean=normalization_mean, variance=normalization_variance, name="normalization"
-        )
+        normalization = standardization_layer(normalization_mean, normalization_variance, name="normalization")
     flatten = keras.layers.Flatten(name="flatten")
     hidden_layers = []
     for index in range(num_hidden_layers):
@@ -57,3 +63,13 @@ def mlp(
         x = layer(x)
     logits = logits_layer(x)
     return keras.Model(inputs, logits, name=name)
+
+
+# A shallow network: ONNX Runtime matches it as closely as the SavedModel does.
+@register_model("mlp", modalities=("features", "image"), builders=(mlp,), tolerances={"onnx": 1e-5})
+def build_from_data(facts, **options):
+    """The `mlp` entry: the data's shape, classes and statistics, plus the `model.*` options."""
+    return call_builder(
+        mlp, options, input_shape=facts.input_shape, num_classes=facts.num_classes,
+        normalization_mean=facts.normalization_mean, normalization_variance=facts.normalization_variance,
+    )

@@ -1,17 +1,17 @@
-"""The ResNet50 transfer-learning classifier builder and its fine-tuning helper."""
+"""The ResNet50 transfer-learning classifier: its builder, its fine-tuning hook and its registry entry.
+
+Keras is imported inside the functions so that the registry (and `--help`)
+loads without TensorFlow.
+"""
 
 import os
 import socket
 import warnings
 
-import keras
+from kerasdl.models.registry import call_builder, register_model
 
 # The file Keras downloads for `ResNet50(include_top=False, weights="imagenet")`.
 IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-
-# `keras.applications.resnet50.preprocess_input` ("caffe" mode) subtracts these
-# per-channel ImageNet means after flipping RGB to BGR; they are in BGR order.
-IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 # The residual blocks of ResNet50, top first. A block is every base layer whose
 # name starts with `<block>_` (e.g. `conv5_block3_1_conv`, `conv5_block3_out`).
@@ -23,39 +23,6 @@ RESIDUAL_BLOCKS = tuple(
 
 # Seconds a stalled ImageNet download may wait on the network before it fails.
 DOWNLOAD_TIMEOUT_S = 30
-
-
-@keras.saving.register_keras_serializable(package="kerasdl")
-class CaffePreprocessing(keras.layers.Layer):
-    """`keras.applications.resnet50.preprocess_input` as a layer: RGB to BGR, minus the ImageNet mean.
-
-    The constants are plain Python floats turned into tensors inside `call`, so
-    that tracing the model (SavedModel, ONNX) never captures an eager tensor as
-    an extra graph input, which is what a `Lambda(preprocess_input)` does.
-
-    Args:
-        mean: the per-channel mean to subtract, in BGR order.
-
-    Example:
-    >>> layer = CaffePreprocessing(name="preprocess_input")
-    >>> layer(numpy.zeros((1, 2, 2, 3), "float32"))[0, 0, 0]  # -> [-103.939, -116.779, -123.68]
-    """
-
-    def __init__(self, mean=IMAGENET_BGR_MEAN, **kwargs):
-        super().__init__(**kwargs)
-        self.mean = tuple(float(value) for value in mean)
-
-    def call(self, inputs):
-        bgr = keras.ops.flip(inputs, axis=-1)
-        return bgr - keras.ops.convert_to_tensor(self.mean, dtype=inputs.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config["mean"] = list(self.mean)
-        return config
 
 
 def resnet50(
@@ -97,6 +64,10 @@ def resnet50(
     >>> model.output_shape
     (None, 10)
     """
+    import keras
+
+    from kerasdl.models.layers import CaffePreprocessing
+
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
         raise ValueError(
@@ -156,6 +127,8 @@ def set_trainable_blocks(model, num_blocks):
     >>> set_trainable_blocks(model, 2)
     ['conv5_block3', 'conv5_block2']
     """
+    import keras
+
     if not 0 <= int(num_blocks) <= len(RESIDUAL_BLOCKS):
         raise ValueError(f"num_blocks must be between 0 and {len(RESIDUAL_BLOCKS)}, got {num_blocks}")
     base = model.get_layer("resnet50")
@@ -175,6 +148,8 @@ def set_trainable_blocks(model, num_blocks):
 
 def _resnet50_base(weights, image_size, pooling):
     """Returns `keras.applications.ResNet50` without top, named `resnet50`, with the requested weights."""
+    import keras
+
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
     arguments = dict(include_top=False, input_shape=(image_size, image_size, 3), pooling=pooling, name="resnet50")
@@ -207,6 +182,8 @@ def _resnet50_base(weights, image_size, pooling):
 
 def _imagenet_base(arguments):
     """Builds the ImageNet base, failing fast with one line when the weights cannot be fetched."""
+    import keras
+
     remedy = (
         f"cannot fetch the ImageNet ResNet50 weights (offline?); use --weights none, or a local file "
         f"(--weights path/to/{IMAGENET_WEIGHTS_FILE}), or place {IMAGENET_WEIGHTS_FILE} in "
@@ -225,3 +202,23 @@ def _imagenet_base(arguments):
         raise
     finally:
         socket.setdefaulttimeout(previous_timeout)
+
+
+# The built-in digits are 8x8 grey; ResNet50 needs at least 32x32x3, so they are resized
+# to that minimum rather than to ImageNet's 224, which would cost 49x the compute.
+# A 50-layer network accumulates more float drift than the small models, so its
+# tolerances are ten times the formats' defaults. Static int8: see the cnn entry.
+@register_model(
+    "resnet50",
+    modalities=("image",),
+    builders=(resnet50,),
+    default_data={"data.image_size": [32, 32], "data.channels": 3, "model.image_size": 32},
+    tolerances={"savedmodel": 1e-4, "onnx": 1e-3, "litert": 1e-3},
+    quantization="static",
+    set_trainable_blocks=set_trainable_blocks,
+)
+def build_from_data(facts, **options):
+    """The `resnet50` entry: ImageNet preprocessing is inside the model, so no statistics; phase 1 freezes the base."""
+    model = call_builder(resnet50, options, input_shape=facts.input_shape, num_classes=facts.num_classes)
+    set_trainable_blocks(model, 0)
+    return model

@@ -23,7 +23,7 @@ def load_tokenizer(folder):
     >>> tokenizer.encode(["a fine film"])["token_ids"].shape
     (1, 64)
     """
-    from export.tokenizer import load_tokenizer as load_export_tokenizer
+    from kerasdl.tokenizer import load_tokenizer as load_export_tokenizer
 
     folder = os.fspath(folder)
     if not os.path.isdir(folder):

@@ -158,7 +158,8 @@ def text_lstm_run(tmp_path_factory):
         pytest.skip(f"{SST2} is absent (shared datasets not mounted)")
     import keras
 
-    from kerasdl.models.text_lstm import build_text_vocabulary, text_lstm
+    from kerasdl.models.lstm import text_lstm
+    from kerasdl.models.recurrent import build_text_vocabulary
 
     keras.utils.set_random_seed(0)
     train_x, train_y = sst2_lines("train", 256)

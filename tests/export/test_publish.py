@@ -88,7 +88,7 @@ def test_parity_failure_publishes_nothing(mlp_run, tmp_path, capsys, monkeypatch
     import export.run
 
     # A negative tolerance makes every comparison fail, as a real mismatch would.
-    monkeypatch.setattr(export.run, "tolerance", lambda model, artifact_format: -1.0)
+    monkeypatch.setattr(export.run, "_tolerance", lambda metadata, artifact_format: -1.0)
     base = tmp_path / "exports"
     assert main([str(mlp_run), "--base", str(base)]) == 1
     captured = capsys.readouterr()

@@ -170,7 +170,7 @@ def test_onnx_matches_keras_on_held_out_examples(mlp_export, mlp_run, cnn_export
 def test_text_onnx_with_python_tokenizer_matches_keras_on_strings(text_lstm_export, text_lstm_run, helpers):
     import onnxruntime
 
-    from export.tokenizer import load_tokenizer
+    from kerasdl.tokenizer import load_tokenizer
 
     folder = text_lstm_export.version_dir / "tokenizer"
     config = json.loads((folder / "tokenizer.json").read_text())
@@ -295,7 +295,7 @@ def test_int8_static_qdq_on_cnn_uses_calibration_data(cnn_export):
 def test_bert_tokenizer_files_and_onnx_token_features(bert_export, bert_run, helpers):
     import onnxruntime
 
-    from export.tokenizer import load_tokenizer
+    from kerasdl.tokenizer import load_tokenizer
 
     folder = bert_export.version_dir / "tokenizer"
     config = json.loads((folder / "tokenizer.json").read_text())

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from export.tokenizer import (
+from kerasdl.tokenizer import (
     TextVectorizationTokenizer,
     WordPieceTokenizer,
     load_tokenizer,
@@ -40,7 +40,7 @@ def test_text_vectorization_ids_match_keras_on_sst2(sst2, sequence_length):
     import keras
     import tensorflow as tf
 
-    from kerasdl.models.text_lstm import build_text_vocabulary
+    from kerasdl.models.recurrent import build_text_vocabulary
 
     train, texts = sst2
     vocabulary = build_text_vocabulary(train, max_tokens=1000)  # small: many words are out of vocabulary

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from kerasdl import artifact
-from kerasdl.models.lstm import lstm, standardization_layer
+from kerasdl.models.layers import standardization_layer
+from kerasdl.models.lstm import lstm
 
 MEAN = [3.0, -1.0]
 VARIANCE = [4.0, 0.25]

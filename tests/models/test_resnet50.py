@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from kerasdl import artifact
+from kerasdl.models.layers import CaffePreprocessing
 from kerasdl.models.resnet50 import (
     IMAGENET_WEIGHTS_FILE,
-    CaffePreprocessing,
     resnet50,
     set_trainable_blocks,
 )

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from kerasdl import artifact
-from kerasdl.models.text_lstm import build_text_vocabulary, text_lstm, text_lstm_token_model
+from kerasdl.models.lstm import text_lstm
+from kerasdl.models.recurrent import build_text_vocabulary
+from kerasdl.models.recurrent import text_token_model as text_lstm_token_model
 
 TEXTS = np.array(
     ["Good, good film!", "bad film", "not good at all", "a great movie", "a dull, bad movie", "great fun"],

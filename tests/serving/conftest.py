@@ -110,13 +110,13 @@ def _build_image_export(folder, seed):
 
 
 def text_tokenizer():
-    from export.tokenizer import TextVectorizationTokenizer
+    from kerasdl.tokenizer import TextVectorizationTokenizer
 
     return TextVectorizationTokenizer(TEXT_VOCABULARY, sequence_length=TEXT_SEQUENCE_LENGTH)
 
 
 def _build_text_export(folder):
-    from export.tokenizer import write_tokenizer_files
+    from kerasdl.tokenizer import write_tokenizer_files
 
     import keras
 

@@ -1,10 +1,15 @@
-"""The names, shapes and tolerances every export format agrees on (no TensorFlow here).
+"""The contract between training, export, serving and the client (no TensorFlow here).
 
-This module is imported by the edge predictor too, so it must stay free of
+Input and output names per modality, the files a published version holds
+beside its models (model card, tokenizer), and the raw input spec. Training
+writes it into the model's metadata, export writes it into the artifacts, and
+the edge server and the client read it back; so this module must stay free of
 TensorFlow and Keras: plain Python and the metadata dict only.
 
-The metadata is the `kerasdl.json` entry of a `.keras` file (CONTRACTS.md §3).
+The metadata is the `kerasdl.json` entry of a `.keras` file (docs/CONTRACTS.md §3).
 """
+
+import os
 
 # The `serving_default` input of the SavedModel, and the ONNX input, per modality.
 INPUT_NAMES = {"image": "images", "features": "features", "sequence": "sequences", "text": "text"}
@@ -21,51 +26,17 @@ IMAGE_BYTES_INPUT = "image_bytes"
 # The ONNX output: softmax probabilities.
 ONNX_OUTPUT = "probabilities"
 
-# ONNX inputs of text models: token ids instead of strings, because ONNX has no
-# tokenizer ops; the tokenizer travels beside the model (export/tokenizer.py).
+# ONNX inputs of text models by tokenizer kind: token ids instead of strings,
+# because ONNX has no tokenizer ops; the tokenizer travels beside the model
+# (`TOKENIZER_DIR`, read by `kerasdl.tokenizer`).
 TEXT_ONNX_INPUTS = {
     "text_vectorization": ("token_ids",),
     "bert": ("token_ids", "segment_ids", "padding_mask"),
 }
 
-# Parity tolerances: the largest absolute difference allowed between an exported
-# artifact's probabilities and the Keras model's softmax(logits), per model and
-# format. The SavedModel runs the same TensorFlow kernels as Keras, so it only
-# differs by graph rewrites (fused ops); ONNX Runtime uses its own kernels and
-# summation orders, which drift more in deep networks (ResNet50, BERT) and in
-# long recurrent loops. Probabilities lie in [0, 1], so these are absolute.
-TOLERANCES = {
-    "mlp": {"savedmodel": 1e-5, "onnx": 1e-5},
-    "cnn": {"savedmodel": 1e-5, "onnx": 1e-4},
-    "lstm": {"savedmodel": 1e-5, "onnx": 1e-4},
-    "text_lstm": {"savedmodel": 1e-5, "onnx": 1e-4},
-    "resnet50": {"savedmodel": 1e-4, "onnx": 1e-3},
-    "bert": {"savedmodel": 1e-4, "onnx": 1e-3},
-}
-# Models not in the table (a new registry entry) get these.
-DEFAULT_TOLERANCES = {"savedmodel": 1e-4, "onnx": 1e-3}
-
-# int8 quantization: static QDQ per-channel (calibrated on raw training examples)
-# for convolutional networks, where activations dominate the error and static
-# scales are accurate and fast; dynamic (weights int8, activation scales computed
-# per batch at run time) for Dense/LSTM/attention models, where it is the
-# standard ONNX Runtime recipe and needs no calibration data.
-STATIC_QUANTIZATION_MODELS = ("cnn", "resnet50")
-
-
-def tolerance(model_name, artifact_format):
-    """Returns the parity tolerance of `model_name` for "savedmodel" or "onnx".
-
-    Example:
-    >>> tolerance("cnn", "onnx")
-    0.0001
-    """
-    return TOLERANCES.get(model_name, DEFAULT_TOLERANCES)[artifact_format]
-
-
-def quantization_method(model_name):
-    """Returns "static" or "dynamic", the int8 recipe for `model_name`."""
-    return "static" if model_name in STATIC_QUANTIZATION_MODELS else "dynamic"
+# Files of a published version folder, beside the models (docs/CONTRACTS.md §5).
+MODEL_CARD_FILE = os.path.join("assets.extra", "model_card.json")
+TOKENIZER_DIR = "tokenizer"
 
 
 def serving_input_name(metadata):

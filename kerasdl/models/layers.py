@@ -1,0 +1,133 @@
+"""Layers the builders share: per-feature standardization, the recurrent stack, ResNet's Caffe preprocessing.
+
+This is the one module under `kerasdl/models` that imports Keras at import
+time: it defines Keras layer classes, which must be registered before a saved
+model that uses them is loaded (`kerasdl.artifact.load_model` imports it).
+The model files import it inside their builders.
+"""
+
+import keras
+import numpy as np
+
+# The recurrent cells a stack can use, by the name that also prefixes their layers.
+RECURRENT_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+
+# `keras.applications.resnet50.preprocess_input` ("caffe" mode) subtracts these
+# per-channel ImageNet means after flipping RGB to BGR; they are in BGR order.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def standardization_layer(mean, variance, name="normalization"):
+    """Returns a layer computing `(x - mean) / sqrt(variance)` per feature (last axis), ONNX-safe.
+
+    Every numeric builder (mlp, cnn, the recurrent models) standardizes its raw
+    input with this one layer. `keras.layers.Normalization(mean=..., variance=...)`
+    keeps its statistics as eager tensors, which tracing captures: a model
+    exported with tf2onnx then asks for two bogus extra graph inputs holding
+    them. `Rescaling` keeps plain numbers in its config and turns them into
+    tensors inside `call`, so the statistics become graph constants, are not
+    trainable, and the mask of a masked sequence passes through.
+
+    Args:
+        mean: per-feature mean (a number or a 1-D sequence).
+        variance: per-feature variance, same shape as `mean`.
+        name: the layer's name.
+
+    Example:
+    >>> layer = standardization_layer([1.0, 2.0], [4.0, 9.0])
+    >>> layer(numpy.array([[3.0, 5.0]], "float32"))  # -> [[1.0, 1.0]]
+    """
+    if variance is None:
+        raise ValueError("normalization_variance is required with normalization_mean")
+    mean = np.asarray(mean, dtype="float64").reshape(-1)
+    variance = np.asarray(variance, dtype="float64").reshape(-1)
+    if mean.shape != variance.shape:
+        raise ValueError(f"normalization mean {mean.shape} and variance {variance.shape} must have the same shape")
+    # The same floor on the deviation as keras.layers.Normalization.
+    deviation = np.maximum(np.sqrt(variance), keras.config.epsilon())
+    scale = (1.0 / deviation).astype("float32").tolist()
+    offset = (-mean / deviation).astype("float32").tolist()
+    return keras.layers.Rescaling(scale=scale, offset=offset, name=name)
+
+
+def standardization_statistics(layer):
+    """Returns `(mean, standard deviation)` float32 arrays of a `standardization_layer`, or None.
+
+    Example:
+    >>> standardization_statistics(standardization_layer([1.0], [4.0]))
+    (array([1.], dtype=float32), array([2.], dtype=float32))
+    """
+    if not isinstance(layer, keras.layers.Rescaling):
+        return None
+    scale = np.asarray(layer.scale, dtype="float64").reshape(-1)
+    offset = np.asarray(layer.offset, dtype="float64").reshape(-1)
+    return (-offset / scale).astype("float32"), (1.0 / scale).astype("float32")
+
+
+def recurrent_stack(cell, hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn=False):
+    """Returns the layers of a stacked (bidirectional) recurrent network that ends in its last state.
+
+    Every recurrent layer but the last returns sequences; each is followed by
+    Dropout when `dropout_rate > 0`. The layers are named after the cell
+    (`lstm_0`, `gru_0`, ...), so the exporters can find them.
+
+    Args:
+        cell: "lstm" or "gru".
+        hidden_size: units of each layer (per direction).
+        num_layers: how many recurrent layers.
+        bidirectional: wrap each in `Bidirectional` (concatenated outputs).
+        dropout_rate: dropout after each layer; 0 disables it.
+        use_cudnn: passed to each layer; False keeps the generic kernel, which ONNX can convert.
+
+    Example:
+    >>> [layer.name for layer in recurrent_stack("gru", 32, 2, False, 0.2)]
+    ['gru_0', 'dropout_0', 'gru_1', 'dropout_1']
+    """
+    if cell not in RECURRENT_CELLS:
+        raise ValueError(f"cell must be one of {sorted(RECURRENT_CELLS)}, got {cell!r}")
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+    layers = []
+    for index in range(num_layers):
+        recurrent = RECURRENT_CELLS[cell](
+            hidden_size, return_sequences=index < num_layers - 1, use_cudnn=use_cudnn, name=f"{cell}_{index}"
+        )
+        if bidirectional:
+            recurrent = keras.layers.Bidirectional(recurrent, merge_mode="concat", name=f"bidirectional_{index}")
+        layers.append(recurrent)
+        if dropout_rate > 0:
+            layers.append(keras.layers.Dropout(dropout_rate, name=f"dropout_{index}"))
+    return layers
+
+
+@keras.saving.register_keras_serializable(package="kerasdl")
+class CaffePreprocessing(keras.layers.Layer):
+    """`keras.applications.resnet50.preprocess_input` as a layer: RGB to BGR, minus the ImageNet mean.
+
+    The constants are plain Python floats turned into tensors inside `call`, so
+    that tracing the model (SavedModel, ONNX) never captures an eager tensor as
+    an extra graph input, which is what a `Lambda(preprocess_input)` does.
+
+    Args:
+        mean: the per-channel mean to subtract, in BGR order.
+
+    Example:
+    >>> layer = CaffePreprocessing(name="preprocess_input")
+    >>> layer(numpy.zeros((1, 2, 2, 3), "float32"))[0, 0, 0]  # -> [-103.939, -116.779, -123.68]
+    """
+
+    def __init__(self, mean=IMAGENET_BGR_MEAN, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = tuple(float(value) for value in mean)
+
+    def call(self, inputs):
+        bgr = keras.ops.flip(inputs, axis=-1)
+        return bgr - keras.ops.convert_to_tensor(self.mean, dtype=inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["mean"] = list(self.mean)
+        return config
