@@ -133,7 +133,8 @@ def _graph_input(input_layer, layers):
         return graph_input
     raise UnsupportedRecurrentModel(
         f"the input {input_layer.name!r} is {dtype} {shape}; the fused export takes float32 [batch, time, features] "
-        "sequences, or int token ids [batch, tokens] followed by an Embedding"
+        "sequences, or int token ids [batch, tokens] followed by an Embedding (for a text model, pass "
+        "kerasdl.models.recurrent.text_token_model(model))"
     )
 
 
