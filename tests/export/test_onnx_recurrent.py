@@ -161,6 +161,45 @@ def test_cells_outside_the_builders_defaults_match_keras():
     _assert_parity(model, proto, "sequences", [series])
 
 
+@pytest.mark.parametrize("source", ["series", "token_ids"])
+def test_models_without_a_mask_run_every_step_as_keras(source):
+    """No Masking layer, or Embedding(mask_zero=False): no sequence_lens, zeros are ordinary inputs."""
+    import keras
+
+    from export.onnx_recurrent import fused_recurrent_onnx
+
+    if source == "series":
+        inputs = keras.Input((None, FEATURES), name="sequences")
+        x = keras.layers.LSTM(5, name="lstm_0")(inputs)
+        batch = _end_padded_series(_lengths(12, TIME_STEPS))
+    else:
+        inputs = keras.Input((None,), dtype="int64", name="token_ids")
+        x = keras.layers.Embedding(len(VOCABULARY) + 2, 4, mask_zero=False, name="embedding")(inputs)
+        x = keras.layers.Bidirectional(keras.layers.GRU(5, name="gru_0"), name="bidirectional_0")(x)
+        batch = _end_padded_ids(_lengths(12, TIME_STEPS))
+    model = _randomized(keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(x)))
+
+    proto = fused_recurrent_onnx(model)
+
+    recurrent = next(node for node in proto.graph.node if node.op_type in ("LSTM", "GRU"))
+    assert len(recurrent.input) < 5 or recurrent.input[4] == ""  # No sequence_lens.
+    _assert_parity(model, proto, proto.graph.input[0].name, [batch])
+
+
+def test_gunpoint_series_match_keras(shared_data):
+    """Real series (GunPoint's test split, cut to variable lengths and end-padded) through the lstm builder."""
+    from export.onnx_recurrent import fused_recurrent_onnx
+    from kerasdl.models.lstm import lstm
+
+    values = np.loadtxt(shared_data / "ucr" / "GunPoint_TEST.txt")[:32, 1:].astype("float32")
+    series = values[:, :, None].copy()
+    for row, length in enumerate(_lengths(32, series.shape[1])):
+        series[row, max(length, 1) :] = 0.0
+    model = _randomized(lstm(input_shape=(None, 1), num_classes=CLASSES, hidden_size=8, normalization_mean=[values.mean()], normalization_variance=[values.var()]))
+
+    _assert_parity(model, fused_recurrent_onnx(model), "sequences", [series, series[:1]])
+
+
 def _refused_models():
     import keras
 
