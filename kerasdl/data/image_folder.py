@@ -27,8 +27,6 @@ from kerasdl.data.source import DataError, DataSplits, Split, stratified_split
 
 _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
-# What a stray file is, for the warning (first bytes -> name).
-_OTHER_FORMATS = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
 # Files decoded per tf.data pass of the pre-check; with on_bad_file="fail" it stops after
 # the first chunk that holds a bad file.
 _CHECK_CHUNK = 4096
@@ -200,10 +198,7 @@ def _check_header(path):
         return "an empty file (0 bytes)"
     if head.startswith(_JPEG) or head.startswith(_PNG):
         return None
-    other = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), None)
-    if other is None and head[:4] == b"RIFF":
-        other = "WebP or other RIFF"
-    return "not a JPEG or PNG image" + (f": a {other} file" if other else "")
+    return "not a JPEG or PNG image"
 
 
 def _native_shape(files, root):
