@@ -309,8 +309,11 @@ def _text_of(item):
 
 
 def _csv_rows(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.reader(handle)):
+    # utf-8-sig: a byte-order mark would hide the first number and drop the row as a header;
+    # bytes that are not UTF-8 cannot be numbers, so replacing them leaves the row errors exact.
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
+        for number, row in enumerate(csv.reader(handle, delimiter=delimiter)):
             cells = [cell.strip() for cell in row if cell.strip()]
             if not cells:
                 continue

@@ -50,6 +50,9 @@ class DataConfig:
     # Text tables: column names; None guesses from common names (text/sentence, label).
     text_column: typing.Optional[str] = None
     label_column: typing.Optional[str] = None
+    # Text files' encoding (e.g. "latin-1"); None detects it: a byte-order mark, else UTF-8,
+    # else cp1252 with a note, which covers the files spreadsheets write.
+    encoding: typing.Optional[str] = None
 
 
 @dataclasses.dataclass
