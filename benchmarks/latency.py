@@ -72,22 +72,17 @@ def _batch(examples, size):
     return np.concatenate([examples] * repeats)[:size]
 
 
-def _ort_session(path, threads=None):
-    import onnxruntime
+def _ort_runner(path, threads=None):
+    from kerasdl.runtime.onnx import OnnxRunner
 
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return OnnxRunner(path, threads=threads)
 
 
 def _callables(model, metadata, version_dir):
     """`{format: function(batch) -> outputs}` for every format that loads."""
     import tensorflow as tf
 
-    from export.run import onnx_feed_for
     from kerasdl.contract import serving_input_name
-    from export.verify import cast_feed
 
     functions, problems = {}, {}
     text = metadata["modality"] == "text"
@@ -111,16 +106,15 @@ def _callables(model, metadata, version_dir):
         if not path.is_file():
             problems[label] = f"{file} was not exported"
             continue
-        session = _ort_session(path)
+        runner = _ort_runner(path)
 
-        def call(batch, session=session):
-            feed = cast_feed(session, onnx_feed_for(metadata, batch, version_dir))
-            return session.run(["probabilities"], feed)
+        def call(batch, runner=runner):
+            return runner.run(runner.feed(batch))
 
-        def prepared(batch, session=session):
+        def prepared(batch, runner=runner):
             # Tokenization (text) and the cast happen once, outside the timed call.
-            feed = cast_feed(session, onnx_feed_for(metadata, batch, version_dir))
-            return lambda: session.run(["probabilities"], feed)
+            feed = runner.cast(runner.feed(batch))
+            return lambda: runner.session.run([runner.output_name], feed)
 
         functions[label] = call
         functions[label + "_prepared"] = prepared
@@ -152,17 +146,9 @@ def _test_split(run_dir):
     return take_examples(splits.test, splits.test.size)
 
 
-def _accuracy(session, metadata, version_dir, x, y, batch_size=64):
-    from export.run import onnx_feed_for
-    from export.verify import cast_feed
-
-    correct = 0
-    for start in range(0, len(y), batch_size):
-        chunk = x[start : start + batch_size]
-        feed = cast_feed(session, onnx_feed_for(metadata, chunk, version_dir))
-        probabilities = session.run(["probabilities"], feed)[0]
-        correct += int(np.sum(probabilities.argmax(axis=-1) == y[start : start + batch_size]))
-    return correct / len(y)
+def _accuracy(runner, x, y, batch_size=64):
+    probabilities = runner.predict(list(x) if isinstance(x, list) else x, batch_size=batch_size)
+    return float(np.mean(probabilities.argmax(axis=-1) == np.asarray(y)))
 
 
 def run(quick):
@@ -224,7 +210,7 @@ def run(quick):
                 x, y = x[:2000], y[:2000]
             accuracy = {}
             for label, file in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
-                accuracy[label] = _accuracy(_ort_session(Path(version_dir) / file), metadata, version_dir, x, y)
+                accuracy[label] = _accuracy(_ort_runner(Path(version_dir) / file), x, y)
             drop = 100 * (accuracy["fp32"] - accuracy["int8"])
             rows.append(common.row(f"{model_name} ort int8 ({method})", f"test accuracy ({len(y)} examples)", accuracy["int8"], "fraction", f"{model_name} ort fp32", accuracy["fp32"]))
             if model_name == "bert":

@@ -27,6 +27,7 @@ import numpy as np
 
 from export.errors import ExportError
 from kerasdl.contract import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE
+from kerasdl.runtime import ArtifactError, pad_sequences
 from export.cli import OneLineParser, quiet_libraries
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -103,38 +104,34 @@ class SavedModelPredictor(Predictor):
         return outputs["probabilities"].numpy()
 
 
-class OnnxPredictor(Predictor):
-    """An ONNX model written by `python -m export.run` (ONNX Runtime; no TensorFlow)."""
+class RuntimePredictor(Predictor):
+    """An exported file run by a TensorFlow-free runner (`kerasdl.runtime`): ONNX Runtime for `.onnx`."""
 
-    kind = "onnx"
-
-    def __init__(self, path):
-        import onnxruntime
-
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        properties = self.session.get_modelmeta().custom_metadata_map
-        if "class_names" not in properties or "modality" not in properties:
-            raise ExportError(f"{path}: no kerasdl metadata_props (class_names, modality); export it with python -m export.run")
-        spec = json.loads(properties["input_spec"])
-        super().__init__(json.loads(properties["class_names"]), properties["modality"], spec["shape"][1:])
-        self.input_name = spec["name"]
-        self.tokenizer = None
-        if self.modality == "text":
-            from kerasdl.tokenizer import load_tokenizer
-
-            folder = Path(path).parent / "tokenizer"
-            if not (folder / "tokenizer.json").is_file():
-                raise ExportError(f"{folder}: missing; the text model's tokenizer travels beside {Path(path).name}")
-            self.tokenizer = load_tokenizer(folder)
+    def __init__(self, runner):
+        if runner.class_names is None or not getattr(runner, "has_metadata", True):
+            raise ExportError(f"{runner.path}: no kerasdl metadata_props (class_names, modality); export it with python -m export.run")
+        self.runner = runner
+        self.kind = runner.kind
+        super().__init__(runner.class_names, runner.modality, runner.input_shape)
 
     def predict(self, examples):
-        from export.verify import cast_feed
+        if self.modality == "image":
+            examples = [item.pixels(self.input_shape) if isinstance(item, ImageFile) else item for item in examples]
+        elif self.modality == "text":
+            examples = [_text_of(item) for item in examples]
+        try:
+            return self.runner.predict(examples)
+        except ArtifactError as error:
+            raise ExportError(str(error)) from None
 
-        if self.modality == "text":
-            feed = self.tokenizer.encode_batch([_text_of(item) for item in examples])
-        else:
-            feed = {self.input_name: _stack(self, examples)}
-        return self.session.run(["probabilities"], cast_feed(self.session, feed))[0]
+
+def _onnx_predictor(path):
+    from kerasdl.runtime.onnx import OnnxRunner
+
+    try:
+        return RuntimePredictor(OnnxRunner(path))
+    except ArtifactError as error:
+        raise ExportError(str(error)) from None
 
 
 def load_predictor(artifact, artifact_format=None, int8=False):
@@ -158,7 +155,7 @@ def load_predictor(artifact, artifact_format=None, int8=False):
         if path.suffix == ".keras":
             return KerasPredictor(path)
         if path.suffix == ".onnx":
-            return OnnxPredictor(path)
+            return _onnx_predictor(path)
         raise ExportError(f"{path}: not a .keras or .onnx file, nor a SavedModel folder")
     versions = sorted(int(entry.name) for entry in path.iterdir() if entry.is_dir() and entry.name.isdigit())
     if versions and not (path / "saved_model.pb").exists() and not (path / "model.onnx").exists():
@@ -167,7 +164,7 @@ def load_predictor(artifact, artifact_format=None, int8=False):
     if artifact_format == "onnx" or int8 or (artifact_format is None and not (path / "saved_model.pb").exists()):
         if not onnx_file.is_file():
             raise ExportError(f"{path}: no {onnx_file.name}; export with --format onnx{' --quantize int8' if int8 else ''}")
-        return OnnxPredictor(onnx_file)
+        return _onnx_predictor(onnx_file)
     if artifact_format not in (None, "savedmodel"):
         raise ExportError(f"unknown format {artifact_format!r}; use savedmodel or onnx")
     if not (path / "saved_model.pb").is_file():
@@ -296,11 +293,7 @@ def _stack(predictor, examples):
     if predictor.modality == "image":
         return np.stack([item.pixels(predictor.input_shape) if isinstance(item, ImageFile) else item for item in examples]).astype("float32")
     if predictor.modality == "sequence":
-        length = max(len(item) for item in examples)
-        batch = np.zeros((len(examples), length, examples[0].shape[-1]), "float32")
-        for index, item in enumerate(examples):
-            batch[index, : len(item)] = item
-        return batch
+        return pad_sequences(examples)
     return np.stack(examples).astype("float32")
 
 

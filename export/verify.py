@@ -129,29 +129,13 @@ def check_serving_outputs(outputs, class_names):
 
 
 def onnx_probabilities(path, feed, batch_size=32):
-    """Runs the ONNX model at `path` on `feed` (`{input: array}`) with ONNX Runtime; returns probabilities."""
-    import onnxruntime
+    """Runs the ONNX model at `path` on `feed` (`{input: array}`) with `kerasdl.runtime.onnx.OnnxRunner`; returns probabilities."""
+    from kerasdl.runtime.onnx import OnnxRunner
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = cast_feed(session, feed)
+    runner = OnnxRunner(path)
     total = len(next(iter(feed.values())))
-    outputs = []
-    for start in range(0, total, batch_size):
-        outputs.append(session.run(["probabilities"], {k: v[start : start + batch_size] for k, v in feed.items()})[0])
+    outputs = [runner.run({name: value[start : start + batch_size] for name, value in feed.items()}) for start in range(0, total, batch_size)]
     return np.concatenate(outputs, axis=0)
-
-
-# ONNX Runtime type strings of the inputs kerasdl models take, as numpy dtypes.
-ONNX_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
-
-
-def cast_feed(session, feed):
-    """Casts each array of `feed` to the dtype the ONNX session's input of that name declares.
-
-    Token ids come out of `export.tokenizer` as int64; a BERT graph may declare int32.
-    """
-    types = {value.name: ONNX_TYPES.get(value.type) for value in session.get_inputs()}
-    return {name: np.asarray(value, dtype=types.get(name) or None) for name, value in feed.items()}
 
 
 def format_table(results):
