@@ -152,7 +152,7 @@ def _accuracy(runner, x, y, batch_size=64):
 
 
 def run(quick):
-    from export.run import export_model
+    from export.orchestrator import export_model
     from kerasdl.artifact import load_model
 
     started = time.time()
