@@ -32,7 +32,7 @@ import importlib
 import typing
 
 # Every format, in the order the exporter writes them and the parity table lists them.
-NAMES = ("savedmodel", "onnx")
+NAMES = ("savedmodel", "onnx", "litert")
 # What `python -m export.run` writes without --format: the TF Serving model and its edge twin.
 DEFAULT_FORMATS = ("savedmodel", "onnx")
 
