@@ -4,6 +4,7 @@
     python -m export.predict exports/cnn/3 --format onnx photos/ --json
     python -m export.predict runs/text_lstm/x/model.keras "a gripping film"
     python -m export.predict exports/mlp/1/model.onnx features.csv
+    python -m export.predict exports/gru/1 --format litert --int8 series.csv
 
 Inputs by modality:
 - image: image files, or folders of them (JPEG/PNG/BMP/GIF).
@@ -13,9 +14,9 @@ Inputs by modality:
   shorter rows are zero-padded to the longest, as the models expect.
 
 An exported artifact is loaded by its format module (`export.formats.<name>.load`).
-The ONNX path imports no TensorFlow (an edge box has onnxruntime, numpy and
-Pillow only): TensorFlow is imported only inside the `.keras` predictor and
-the SavedModel format's runner.
+The ONNX and LiteRT paths import no TensorFlow (an edge box has a runtime,
+numpy and Pillow only): TensorFlow is imported only inside the `.keras`
+predictor and the SavedModel format's runner.
 """
 
 import json
