@@ -27,6 +27,7 @@ import sys
 import tempfile
 
 from serving import protos
+from serving.labels import parse_labels
 
 # The newest TF Serving release with a Docker image when this was written (tensorflow/serving#4129);
 # SavedModels from TensorFlow 2.21 use no ops newer than it knows. Override with --image.
@@ -59,21 +60,6 @@ def discover_models(base_path):
     if not models:
         raise ValueError(f"no SavedModel versions under {base_path} (expected <name>/<version>/saved_model.pb)")
     return models
-
-
-def parse_labels(values, models):
-    """Parses `label=version` (every model) and `model:label=version` into `{model: {label: version}}`."""
-    labels = {}
-    for value in values or []:
-        target, _, rest = value.rpartition(":") if ":" in value else (None, "", value)
-        label, separator, version = rest.partition("=")
-        if not separator or not label or not version.isdigit():
-            raise ValueError(f"--label must look like [model:]label=version, got {value!r}")
-        if target is not None and target not in models:
-            raise ValueError(f"--label {value}: no model {target!r} under the export base path; models: {', '.join(models)}")
-        for name in [target] if target is not None else models:
-            labels.setdefault(name, {})[label] = int(version)
-    return labels
 
 
 def served_versions(versions, policy, specific=None):

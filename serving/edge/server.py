@@ -18,25 +18,9 @@ import sys
 
 from serving.edge.repository import BACKENDS, ModelRepository
 from serving.edge.service import EdgeService
+from serving.labels import EVERY_MODEL, parse_labels
 
 LOGGER = logging.getLogger("serving.edge")
-
-
-def parse_labels(values):
-    """Parses `--label model:label=version` (or `label=version` for every model) into `{model: {label: v}}`.
-
-    Example:
-    >>> parse_labels(["cnn:stable=1", "canary=2"])
-    {'cnn': {'stable': 1}, '*': {'canary': 2}}
-    """
-    labels = {}
-    for value in values or []:
-        target, _, rest = value.rpartition(":") if ":" in value else ("*", "", value)
-        label, separator, version = rest.partition("=")
-        if not separator or not label or not version.isdigit():
-            raise ValueError(f"--label must look like [model:]label=version, got {value!r}")
-        labels.setdefault(target or "*", {})[label] = int(version)
-    return labels
 
 
 class _LabelView(dict):
@@ -44,7 +28,7 @@ class _LabelView(dict):
 
     def __init__(self, labels):
         super().__init__(labels)
-        self.shared = labels.get("*", {})
+        self.shared = labels.get(EVERY_MODEL, {})
 
     def get(self, model, default=None):
         merged = dict(self.shared)
