@@ -77,7 +77,7 @@ class GradientNormLogger(keras.callbacks.Callback):
         if self._gradient_function is None:
             warnings.warn(f"gradient norms are logged on the TensorFlow and JAX backends only, not {keras.backend.backend()}; {self.csv_path} is not written", stacklevel=2)
         else:
-            self._samples = _first_batches(self.sample_data, self.batches)
+            self._samples = _first_batches(self.sample_data, self.batches, self.model)
             self._layers = _layer_groups(self.model.trainable_variables)
             if self.log_dir is not None:
                 import tensorflow as tf
@@ -157,9 +157,12 @@ class GradientNormLogger(keras.callbacks.Callback):
             self._writer.flush()
 
 
-def _first_batches(sample_data, count):
+def _first_batches(sample_data, count, model):
+    """The first `count` batches, preprocessed as `fit` would for a keras-hub task (strings to token ids)."""
     batches = []
     for x, y in sample_data:
+        if hasattr(model, "preprocess_samples"):
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(model.preprocess_samples(x, y))
         batches.append((x, y))
         if len(batches) >= count:
             break

@@ -189,9 +189,9 @@ def diagnose_gradients(gradients, history=None):
     loss (a NaN stop); the global weight norm grown `EXPLODING_GROWTH`x above its first
     value; the global gradient norm grown as much while the training loss is no lower; or
     clipping active on most sampled batches in most epochs while the loss became
-    non-finite or rose. Vanishing (only without those): input-side layers' norms under
-    `VANISHING_RATIO` of the last layer's at the end and in at least half of the
-    measurements (named, with the first such epoch); or the global norm fallen under
+    non-finite or rose. Vanishing (only without those): the input-side layers (from the
+    first trainable one on) with norms under `VANISHING_RATIO` of the last layer's, at the
+    end and in at least half of the measurements (named, with the first such epoch); or the global norm fallen under
     `VANISHING_RATIO` of its first value while the training loss stalled (under 1 % better
     over 3 epochs) with training accuracy under 0.9.
 
@@ -295,8 +295,17 @@ def _vanishing(facts):
         last = facts.layers[-1]
 
         def small_at(position):
+            # The input-side run of small layers: the signal fades on its way back to the
+            # input. Small layers in the middle behind healthy early ones are not that, e.g. a
+            # transformer's query/key projections at initialization (uniform attention has a
+            # near-zero gradient for them) behind healthy embeddings.
             reference = facts.norm(last, position)
-            return [layer for layer in facts.layers[:-1] if reference > 0 and facts.norm(layer, position) < VANISHING_RATIO * reference]
+            names = []
+            for layer in facts.layers[:-1]:
+                if not (reference > 0 and facts.norm(layer, position) < VANISHING_RATIO * reference):
+                    break
+                names.append(layer)
+            return names
 
         small = [small_at(position) for position in range(len(facts.epochs))]
         flagged = [position for position, names in enumerate(small) if names]
@@ -438,7 +447,8 @@ def write_report(run_dir, model_name, description, metrics, history, findings, p
         for finding in findings:
             lines.append(f"- **{finding['issue']}** (epoch {finding['epoch']}): {finding['evidence']}. Remedies: {finding['remedy']}.")
     else:
-        lines.append("- No overfitting, underfitting or unstable training detected in the history.")
+        checked = " or vanishing/exploding gradients in gradients.csv" if os.path.isfile(os.path.join(run_dir, GRADIENTS_FILE)) else ""
+        lines.append(f"- No overfitting, underfitting or unstable training detected in the history{checked}.")
     lines += ["", "## Per-class results", "", "| class | precision | recall | support |", "|---|---|---|---|"]
     for name, values in metrics["per_class"].items():
         lines.append(f"| {name} | {values['precision']:.3f} | {values['recall']:.3f} | {values['support']} |")

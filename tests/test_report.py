@@ -110,6 +110,17 @@ def test_vanishing_names_the_input_side_layers_and_the_first_epoch():
     assert "dense_0: 1e-06 against logits: 0.5 at epoch 3" in findings[0]["evidence"]
 
 
+def test_small_middle_layers_behind_healthy_early_ones_are_not_vanishing():
+    # A transformer from scratch (kerasdl's bert, measured): the query/key projections start
+    # near 2e-6 of the logits' norm because uniform attention barely depends on them, while
+    # the embeddings before them get healthy gradients.
+    gradients = _gradients({
+        "token_embedding": [0.044, 0.037, 0.034], "self_attention/query": [2e-6, 2e-6, 3e-6],
+        "self_attention/key": [2e-6, 2e-6, 3e-6], "pooled_dense": [0.086, 0.08, 0.081], "logits": [0.14, 0.14, 0.14],
+    })
+    assert diagnose_gradients(gradients, {"loss": [0.7, 0.69], "accuracy": [0.5, 0.52]}) == []
+
+
 def test_zero_gradients_are_called_dead_units():
     gradients = _gradients({"hidden": [1.0, 0.0, 0.0], "logits": [1.0, 0.2, 0.2]})
     finding = diagnose_gradients(gradients, {"loss": [2.3, 2.3], "accuracy": [0.1, 0.1]})[0]
@@ -162,6 +173,7 @@ def test_report_shows_the_baseline_comparison_and_what_to_try(tmp_path):
     write_report(str(tmp_path), "cnn", "some images", METRICS, {"loss": [1.0]}, [])
     plain = (tmp_path / "report.md").read_text()
     assert "baseline" not in plain and "`gradients.csv`" in plain
+    assert "- No overfitting, underfitting or unstable training detected in the history or vanishing/exploding gradients in gradients.csv." in plain
 
 
 def test_metrics_keys_for_the_baseline():
