@@ -159,8 +159,9 @@ def validation_loss_noise(val_loss, validation_examples=None):
 def read_gradients(path):
     """Reads `gradients.csv` (`kerasdl.gradients.GradientNormLogger`) into `{layer: {column: [values]}}`.
 
-    Layers keep the file's order (input side first, `ALL_LAYERS` last); a resumed run's
-    repeated epoch keeps its last row; empty cells (no clipping) read as None.
+    Layers come in the model's order (input side first, `ALL_LAYERS` last), as in the
+    latest epoch that has them; a resumed run's repeated epoch keeps its last row; empty
+    cells (no clipping) read as None.
 
     Example:
     >>> read_gradients("runs/mlp/x/gradients.csv")["logits"]["gradient_norm"]
@@ -168,12 +169,19 @@ def read_gradients(path):
     """
     if not os.path.isfile(path):
         return {}
-    rows = {}
+    rows, order, previous_epoch, index = {}, {}, None, 0
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            rows.setdefault(row["layer"], {})[int(row["epoch"])] = row
+            epoch = int(row["epoch"])
+            index = index + 1 if epoch == previous_epoch else 0
+            previous_epoch = epoch
+            rows.setdefault(row["layer"], {})[epoch] = row
+            # The place in the latest epoch that has the layer: layers a fine-tuning phase
+            # unfreezes appear late in the file but before the head in the model.
+            order[row["layer"]] = index
     layers = {}
-    for layer, by_epoch in rows.items():
+    for layer in sorted(rows, key=lambda name: (name == ALL_LAYERS, order[name])):
+        by_epoch = rows[layer]
         columns = {"epoch": sorted(by_epoch)}
         for column in GRADIENT_COLUMNS[2:]:
             columns[column] = [float(by_epoch[epoch][column]) if by_epoch[epoch][column] not in ("", None) else None for epoch in columns["epoch"]]
@@ -195,25 +203,52 @@ def diagnose_gradients(gradients, history=None):
     `VANISHING_RATIO` of its first value while the training loss stalled (under 1 % better
     over 3 epochs) with training accuracy under 0.9.
 
+    Each phase (a run of measurements with the same trainable layers: a fine-tuning phase
+    that unfreezes more starts a new one) is judged on its own, against its own first measurement.
+
     Args:
         gradients: `read_gradients`' result.
         history: `read_history`'s result, for the training loss and accuracy.
 
     Returns:
-        A list of `{"issue", "epoch", "evidence", "remedy", "layers"}`; `epoch` counts from 1
-        (0: before training).
+        A list of `{"issue", "epoch", "evidence", "remedy", "layers"}`, at most one per
+        phase; `epoch` counts from 1 (0: before training).
 
     Example:
     >>> [finding["issue"] for finding in diagnose_gradients(read_gradients("gradients.csv"), history)]
     ['vanishing gradients']
     """
     history = history or {}
-    layers = [layer for layer in gradients if layer != ALL_LAYERS]
-    if not layers or ALL_LAYERS not in gradients or not gradients[ALL_LAYERS]["epoch"]:
+    if ALL_LAYERS not in gradients or not gradients[ALL_LAYERS]["epoch"]:
         return []
-    facts = _GradientFacts(gradients, layers, list(history.get("loss", [])), list(history.get("accuracy", [])))
-    finding = _exploding(facts) or _vanishing(facts)
-    return [finding] if finding else []
+    findings = []
+    for phase in _phases(gradients):
+        layers = [layer for layer in phase if layer != ALL_LAYERS]
+        if layers:
+            facts = _GradientFacts(phase, layers, list(history.get("loss", [])), list(history.get("accuracy", [])))
+            finding = _exploding(facts) or _vanishing(facts)
+            if finding:
+                findings.append(finding)
+    return findings
+
+
+def _phases(gradients):
+    """Splits the measurements where the set of trainable layers changes (a fine-tuning phase
+    unfreezes more), so that each phase's columns line up epoch by epoch."""
+    epochs = gradients[ALL_LAYERS]["epoch"]
+    present = [frozenset(layer for layer, columns in gradients.items() if epoch in columns["epoch"]) for epoch in epochs]
+    phases, start = [], 0
+    for index in range(1, len(epochs) + 1):
+        if index == len(epochs) or present[index] != present[start]:
+            chosen = set(epochs[start:index])
+            phase = {}
+            for layer in gradients:
+                if layer in present[start]:
+                    keep = [position for position, epoch in enumerate(gradients[layer]["epoch"]) if epoch in chosen]
+                    phase[layer] = {column: [values[position] for position in keep] for column, values in gradients[layer].items()}
+            phases.append(phase)
+            start = index
+    return phases
 
 
 class _GradientFacts:

@@ -8,6 +8,7 @@ from kerasdl.report import (
     baseline_metrics,
     diagnose,
     diagnose_gradients,
+    read_gradients,
     read_history,
     validation_loss_noise,
     write_report,
@@ -140,6 +141,23 @@ def test_exploding_by_nan_growth_and_clipping():
     assert diagnose_gradients(clipping, {"loss": [1.0, 3.0]})[0]["evidence"].startswith("gradient clipping was active on most sampled batches in 2 of 3")
     assert diagnose_gradients(clipping, {"loss": [1.0, 0.5]}) == []
     assert "lower learning rate" in nan[0]["remedy"] and "clipping" in nan[0]["remedy"]
+
+
+def test_a_fine_tuning_phase_is_judged_on_its_own(tmp_path):
+    # Phase 1 trains the head only (epochs -1 to 1); phase 2 (epochs 2-3) unfreezes a block
+    # before it, whose rows come first in its epochs but after the head's in the file.
+    lines = ["epoch,layer,gradient_norm,gradient_norm_max,weight_norm,clipped_fraction"]
+    for epoch, head, total in ((-1, 0.5, 0.5), (0, 0.4, 0.4), (1, 0.3, 0.3)):
+        lines += [f"{epoch},logits,{head},{head},1.0,", f"{epoch},{ALL_LAYERS},{total},{total},1.0,"]
+    for epoch in (2, 3):
+        lines += [f"{epoch},block,1e-05,1e-05,1.0,", f"{epoch},logits,0.3,0.3,1.0,", f"{epoch},{ALL_LAYERS},8.0,8.0,1.4,"]
+    (tmp_path / "gradients.csv").write_text("\n".join(lines) + "\n")
+    gradients = read_gradients(str(tmp_path / "gradients.csv"))
+    assert list(gradients) == ["block", "logits", ALL_LAYERS]
+    history = {"loss": [1.0, 0.8, 0.7, 0.7], "accuracy": [0.5, 0.6, 0.7, 0.7]}
+    findings = diagnose_gradients(gradients, history)
+    # The jump of the global norm when the block joins is no explosion; the block's own gradients vanish.
+    assert [(finding["issue"], finding["epoch"], finding["layers"]) for finding in findings] == [("vanishing gradients", 3, ["block"])]
 
 
 def test_healthy_gradients_and_no_file_have_no_findings():
