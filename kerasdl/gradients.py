@@ -75,7 +75,8 @@ class GradientNormLogger(keras.callbacks.Callback):
         started = time.perf_counter()
         self._gradient_function = _gradient_function(self.model)
         if self._gradient_function is None:
-            warnings.warn(f"gradient norms are logged on the TensorFlow and JAX backends only, not {keras.backend.backend()}; {self.csv_path} is not written", stacklevel=2)
+            if self.model.trainable_variables:
+                warnings.warn(f"gradient norms are logged on the TensorFlow and JAX backends only, not {keras.backend.backend()}; {self.csv_path} is not written", stacklevel=2)
         else:
             self._samples = _first_batches(self.sample_data, self.batches, self.model)
             self._layers = _layer_groups(self.model.trainable_variables)
@@ -184,7 +185,9 @@ def _clipping(model):
 
 
 def _gradient_function(model):
-    """`(x, y) -> (squared gradient norms, squared weight norms)`, one per trainable variable, or None.
+    """`(x, y) -> (squared gradient norms, squared weight norms)`, one per trainable variable.
+
+    None on a backend other than TensorFlow or JAX, or when nothing is trainable.
 
     The loss is the model's compiled loss (plus weight regularizers) in training mode,
     computed statelessly so that no variable (BatchNormalization statistics, metrics) moves.
@@ -192,6 +195,8 @@ def _gradient_function(model):
     """
     backend = keras.backend.backend()
     variables = model.trainable_variables
+    if not variables:
+        return None
 
     def loss_of(trainable_values, non_trainable_values, metrics_values, x, y):
         y_pred, _ = model.stateless_call(trainable_values, non_trainable_values, x, training=True)
@@ -235,7 +240,7 @@ def _gradient_function(model):
         def gradients(x, y):
             return compiled(
                 [variable.value for variable in variables], [variable.value for variable in model.non_trainable_variables],
-                [variable.value for variable in model.metrics_variables], np.asarray(x), np.asarray(y),
+                [variable.value for variable in model.metrics_variables], keras.tree.map_structure(np.asarray, x), np.asarray(y),
             )
 
         return gradients

@@ -152,6 +152,17 @@ def test_other_backends_fail_soft_with_a_note(digits, tmp_path, monkeypatch):
     assert not (tmp_path / GRADIENTS_FILE).exists()
 
 
+def test_a_model_with_nothing_trainable_logs_nothing(digits, tmp_path):
+    x, y = digits
+    model = _dense_stack(1, 8, "relu", "hidden")
+    model.trainable = False
+    logger = GradientNormLogger([(x[:64], y[:64])], str(tmp_path / GRADIENTS_FILE))
+    logger.set_model(model)
+    logger.on_train_begin()
+    logger.on_epoch_end(0)
+    assert not (tmp_path / GRADIENTS_FILE).exists()
+
+
 def test_jax_backend_logs_the_same_columns(tmp_path):
     pytest.importorskip("jax")
     code = f"""
