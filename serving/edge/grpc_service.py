@@ -67,17 +67,22 @@ class _Base:
         self.modules = protos.load()
 
     def _call(self, api, context, model, function):
-        """Runs `function() -> (response, version)`; aborts with the failure's canonical code, logged as such."""
+        """Runs `function(resolved) -> response`; aborts with the failure's canonical code, logged as such.
+
+        `resolved` is a dict that the function fills with the "version" it served, so
+        that the log line and metrics carry it even when the request fails later.
+        """
         started = time.perf_counter()
-        version = None
+        resolved = {}
         try:
-            response, version = function()
+            response = function(resolved)
             code = "OK"
         except Exception as problem:  # Every failure answers with its canonical code.
             code, message, unexpected = status_of(problem)
             if unexpected:
                 LOGGER.error("unexpected error serving gRPC %s", api, exc_info=problem)
         elapsed = time.perf_counter() - started
+        version = resolved.get("version")
         LOGGER.info(
             json.dumps(
                 {"event": "request", "protocol": "grpc", "method": api, "model": model, "version": version,
@@ -93,8 +98,10 @@ class _Base:
 
 class _PredictionService(_Base):
     def Predict(self, request, context):
-        def predict():
+        def predict(resolved):
             name, version, label = _model_spec(request.model_spec)
+            served = self.service.repository.resolve(name, version, label)
+            resolved["version"] = served[0]
             inputs, total = {}, 0
             for key, tensor in request.inputs.items():
                 try:
@@ -111,10 +118,9 @@ class _PredictionService(_Base):
             resolved_version, signature, outputs = self.service.predict(
                 name,
                 inputs,
-                version=version,
-                label=label,
                 signature_name=request.model_spec.signature_name or None,
                 output_filter=list(request.output_filter) or None,
+                resolved=served,
             )
             response = self.modules.predict_pb2.PredictResponse()
             _fill_spec(response.model_spec, name, resolved_version, signature.name)
@@ -123,40 +129,43 @@ class _PredictionService(_Base):
                     response.outputs[key].CopyFrom(protos.to_tensor_proto(value))
                 except ValueError as problem:
                     raise InvalidInput(f"output {key!r} cannot be sent: {problem}") from None
-            return response, resolved_version
+            return response
 
         return self._call("Predict", context, request.model_spec.name, predict)
 
     def Classify(self, request, context):
-        def classify():
+        def classify(resolved):
             name, version, label = _model_spec(request.model_spec)
+            resolved["version"] = self.service.repository.resolve(name, version, label)[0]
             resolved_version, signature, results = self.service.classify(
-                name, request.input, version, label, request.model_spec.signature_name or None
+                name, request.input, resolved["version"], None, request.model_spec.signature_name or None
             )
             response = self.modules.classification_pb2.ClassificationResponse()
             _fill_spec(response.model_spec, name, resolved_version, signature.name)
             _fill_classifications(response.result, results)
-            return response, resolved_version
+            return response
 
         return self._call("Classify", context, request.model_spec.name, classify)
 
     def Regress(self, request, context):
-        def regress():
+        def regress(resolved):
             name, version, label = _model_spec(request.model_spec)
+            resolved["version"] = self.service.repository.resolve(name, version, label)[0]
             resolved_version, signature, values = self.service.regress(
-                name, request.input, version, label, request.model_spec.signature_name or None
+                name, request.input, resolved["version"], None, request.model_spec.signature_name or None
             )
             response = self.modules.regression_pb2.RegressionResponse()
             _fill_spec(response.model_spec, name, resolved_version, signature.name)
             response.result.regressions.extend(self.modules.regression_pb2.Regression(value=value) for value in values)
-            return response, resolved_version
+            return response
 
         return self._call("Regress", context, request.model_spec.name, regress)
 
     def MultiInference(self, request, context):
-        def infer():
+        def infer(resolved):
             tasks = [(*_model_spec(task.model_spec), task.model_spec.signature_name or None, task.method_name) for task in request.tasks]
             version, results = self.service.multi_inference(tasks, request.input)
+            resolved["version"] = version
             response = self.modules.inference_pb2.MultiInferenceResponse()
             for (name, *_), (signature, method, values) in zip(tasks, results):
                 result = response.results.add()
@@ -167,36 +176,38 @@ class _PredictionService(_Base):
                     result.regression_result.regressions.extend(
                         self.modules.regression_pb2.Regression(value=value) for value in values
                     )
-            return response, version
+            return response
 
         model = request.tasks[0].model_spec.name if request.tasks else ""
         return self._call("MultiInference", context, model, infer)
 
     def GetModelMetadata(self, request, context):
-        def metadata():
+        def metadata(resolved):
             fields = list(request.metadata_field)
             if fields != ["signature_def"]:
                 raise InvalidInput(f"metadata_field must be ['signature_def'], got {fields}")
             name, version, label = _model_spec(request.model_spec)
             resolved_version, backend = self.service.repository.resolve(name, version, label)
+            resolved["version"] = resolved_version
             response = self.modules.get_model_metadata_pb2.GetModelMetadataResponse()
             _fill_spec(response.model_spec, name, resolved_version)
             response.metadata["signature_def"].Pack(signature_def_map(backend))
-            return response, resolved_version
+            return response
 
         return self._call("GetModelMetadata", context, request.model_spec.name, metadata)
 
 
 class _ModelService(_Base):
     def GetModelStatus(self, request, context):
-        def status():
+        def status(resolved):
             name, version, label = _model_spec(request.model_spec)
             response = self.modules.get_model_status_pb2.GetModelStatusResponse()
             for item in self.service.repository.status(name, version, label):
                 entry = response.model_version_status.add()
                 entry.version = int(item["version"])
                 entry.state = self.modules.get_model_status_pb2.ModelVersionStatus.AVAILABLE
-            return response, version
+            resolved["version"] = version
+            return response
 
         return self._call("GetModelStatus", context, request.model_spec.name, status)
 

@@ -149,7 +149,9 @@ def build_app(service, max_body_bytes=10 * 1024 * 1024, metadata_of=None):
             if action in _API_OF_VERB:
                 api = _API_OF_VERB[action]
                 body = await _read_body(request, max_body_bytes)
-                document, version, extra = await run_in_threadpool(_infer, service, action, model, version, label, body)
+                resolved = service.repository.resolve(model, version, label)
+                version = resolved[0]
+                document, extra = await run_in_threadpool(_infer, service, action, model, resolved, body)
                 log.update(extra)
             elif action == "metadata":
                 api = "GetModelMetadata"
@@ -172,24 +174,25 @@ def build_app(service, max_body_bytes=10 * 1024 * 1024, metadata_of=None):
     return app
 
 
-def _infer(service, action, model, version, label, body):
-    """Runs one :predict/:classify/:regress body; returns `(response document, version, log fields)`."""
+def _infer(service, action, model, resolved, body):
+    """Runs one :predict/:classify/:regress body on a resolved `(version, backend)`; returns `(document, log fields)`."""
     request = rest_json.load_json(body)
     signature_name = request.get("signature_name") or None
+    version, backend = resolved
     if action == "predict":
-        resolved = service.repository.resolve(model, version, label)
-        signature = service.signature(resolved[1], model, signature_name)
+        signature = service.signature(backend, model, signature_name)
         inputs, row_format = rest_json.parse_predict(request, signature)
         version, signature, outputs = service.predict(model, inputs, signature_name=signature.name, resolved=resolved)
         document = rest_json.predict_response(outputs, row_format)
-        rows = len(next(iter(inputs.values()))) if inputs and next(iter(inputs.values())).ndim else 1
+        first = next(iter(inputs.values()))
+        rows = len(first) if first.ndim else 1
     elif action == "classify":
-        version, signature, results = service.classify(model, input_from_json(request, "classify"), version, label, signature_name)
+        version, signature, results = service.classify(model, input_from_json(request, "classify"), version, None, signature_name)
         document, rows = rest_json.classify_response(results), len(results)
     else:
-        version, signature, values = service.regress(model, input_from_json(request, "regress"), version, label, signature_name)
+        version, signature, values = service.regress(model, input_from_json(request, "regress"), version, None, signature_name)
         document, rows = rest_json.regress_response(values), len(values)
-    return document, version, {"version": version, "signature": signature.name, "rows": rows}
+    return document, {"version": version, "signature": signature.name, "rows": rows}
 
 
 async def _read_body(request, limit):
