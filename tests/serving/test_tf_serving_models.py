@@ -114,6 +114,8 @@ def test_rest_status_and_metadata(edge_savedmodel):
         (f"{HALF_PLUS_TWO}:regress", {"signature_name": "regress_x_to_y", "examples": [{"x": 2**63}]}, 400, "has uint64 element"),
         # The graph's ParseExample refuses an example without the required feature (TF's INVALID_ARGUMENT).
         (f"{HALF_PLUS_TWO}:regress", {"signature_name": "regress_x_to_y", "examples": [{"x2": 1.0}]}, 400, "Feature: x (data type: float) is required"),
+        # TensorFlow's error quotes the bad example's bytes; not being UTF-8, they used to make it a 500.
+        (f"{HALF_PLUS_TWO}:predict", {"signature_name": "regress_x_to_y", "inputs": [{"b64": "4IBhYmM="}]}, 400, "refused the input"),
         ("cnn:classify", {"examples": [{"x": 1.0}]}, 400,
          "Expected classification signature method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict"),
     ],

@@ -23,6 +23,7 @@ import os
 
 from serving import protos
 from serving.edge.backends import PREDICT_METHOD, Signature, TensorSpec
+from serving.edge.errors import InvalidInput
 from serving.edge.quiet import import_tensorflow
 
 MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -74,7 +75,14 @@ class SavedModelBackend:
         return signature_name, inputs
 
     def run(self, core_key, inputs):
-        return self.runner.run(core_key, self.signature_defs[core_key], inputs)
+        try:
+            return self.runner.run(core_key, self.signature_defs[core_key], inputs)
+        except UnicodeDecodeError:
+            # TensorFlow quotes the offending input in its error message; when those bytes are
+            # not UTF-8, its Python binding fails to decode the message and raises this instead.
+            raise InvalidInput(
+                f"signature {core_key!r} refused the input (TensorFlow's error message quotes bytes that are not UTF-8)"
+            ) from None
 
 
 def read_meta_graph(folder, tag=SERVE_TAG):
