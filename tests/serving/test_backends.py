@@ -245,3 +245,24 @@ def test_tf1_graphs_load_with_the_session_loader(tf_serving_base):
     assert backend.signatures["regress_x_to_y"].method == "tensorflow/serving/regress"
     assert backend.signatures["serving_default"].strict is False
     assert backend.run("serving_default", {"x": np.array([1.0, 2.0], "float32")})["y"].tolist() == [3.5, 4.0]
+
+
+def test_quiet_import_filter_drops_only_tensorflows_start_up_lines(capfd):
+    import os
+
+    from serving.edge.quiet import KNOWN_STARTUP_LINES, filtered_stderr
+
+    noise = (
+        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        b"I0000 00:00:1.2 30006 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.\n"
+        b"E0000 00:00:1.2 30129 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
+    )
+    real = b"E0000 00:00:1.3 30129 saver.cc:12] a real error\n"
+    with filtered_stderr(KNOWN_STARTUP_LINES):
+        os.write(2, noise + real)
+    assert capfd.readouterr().err == real.decode()
+    # When the block fails, nothing is hidden.
+    with pytest.raises(RuntimeError), filtered_stderr(KNOWN_STARTUP_LINES):
+        os.write(2, noise)
+        raise RuntimeError("import failed")
+    assert capfd.readouterr().err == noise.decode()
