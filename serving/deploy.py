@@ -256,10 +256,10 @@ def main(argv=None):
     parser.add_argument("--label", action="append", default=[], help="version label: [model:]label=version (repeatable; TF Serving only)")
     parser.add_argument("--image", default=None, help=f"the server image (default {DEFAULT_IMAGE}, or {triton.DEFAULT_IMAGE} for Triton)")
     parser.add_argument("--num-batch-threads", type=int, default=None, help="TF Serving; default: this machine's CPU count")
-    parser.add_argument("--max-batch-size", type=int, default=32, help="Triton: the largest batch dynamic batching forms")
+    parser.add_argument("--max-batch-size", type=int, default=triton.DEFAULT_MAX_BATCH_SIZE, help="Triton: the largest batch dynamic batching forms")
     parser.add_argument("--preferred-batch-sizes", default=None, help="Triton: comma-separated batch sizes to aim for (default 4,8,16,32)")
-    parser.add_argument("--max-queue-delay-us", type=int, default=2000, help="Triton: how long a request may wait for a batch")
-    parser.add_argument("--instances", type=int, default=1, help="Triton: model instances on the CPU")
+    parser.add_argument("--max-queue-delay-us", type=int, default=triton.DEFAULT_MAX_QUEUE_DELAY_US, help="Triton: how long a request may wait for a batch")
+    parser.add_argument("--instances", type=int, default=triton.DEFAULT_INSTANCES, help="Triton: model instances on the CPU")
     args = parser.parse_args(argv)
     try:
         versions = _integers(args.versions, "--versions")

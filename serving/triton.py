@@ -26,6 +26,11 @@ import tempfile
 # (25.11); its ONNX Runtime runs the opsets kerasdl exports. Override with --image.
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:25.11-py3"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+# The edge server's batching defaults (32 rows, 2 ms), so both servers batch alike out of the box.
+DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_MAX_QUEUE_DELAY_US = 2000
+# One instance: ONNX Runtime already spreads one batch over every core with its intra-op threads.
+DEFAULT_INSTANCES = 1
 CONTAINER_REPOSITORY = "/models"
 MODEL_FILE = "model.onnx"
 # ONNX tensor element types (onnx.TensorProto) -> Triton data types.
@@ -85,8 +90,8 @@ def graph_tensors(path):
     return describe(model.graph.input), describe(model.graph.output), metadata
 
 
-def model_config(name, tensors, versions, policy="latest", max_batch_size=32, preferred_batch_sizes=None,
-                 max_queue_delay_us=2000, instances=1):
+def model_config(name, tensors, versions, policy="latest", max_batch_size=DEFAULT_MAX_BATCH_SIZE, preferred_batch_sizes=None,
+                 max_queue_delay_us=DEFAULT_MAX_QUEUE_DELAY_US, instances=DEFAULT_INSTANCES):
     """Builds Triton's `ModelConfig` for one ONNX model.
 
     Args:
@@ -158,8 +163,9 @@ def docker_run_command(repository, image=DEFAULT_IMAGE):
     ]
 
 
-def write_repository(base_path, out, policy="latest", specific_versions=None, max_batch_size=32,
-                     preferred_batch_sizes=None, max_queue_delay_us=2000, instances=1, image=DEFAULT_IMAGE):
+def write_repository(base_path, out, policy="latest", specific_versions=None, max_batch_size=DEFAULT_MAX_BATCH_SIZE,
+                     preferred_batch_sizes=None, max_queue_delay_us=DEFAULT_MAX_QUEUE_DELAY_US, instances=DEFAULT_INSTANCES,
+                     image=DEFAULT_IMAGE):
     """Writes the Triton model repository for every ONNX model under `base_path` into `out`.
 
     Returns `(written file paths, docker command line)`.
