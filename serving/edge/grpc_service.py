@@ -90,7 +90,7 @@ class _Base:
             )
         )
         if model:
-            self.service.metrics.request(model, version, api, "GRPC", code, elapsed)
+            self.service.record_request(model, version, api, "GRPC", code, elapsed)
         if code != "OK":
             context.abort(getattr(self.grpc.StatusCode, code), message)
         return response

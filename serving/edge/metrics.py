@@ -8,8 +8,10 @@ into `:`, as its exporter writes them); the rest are `kerasdl_edge_*`:
   version, API (Predict, Classify, Regress, MultiInference, GetModelMetadata,
   GetModelStatus), entrypoint (REST, GRPC) and status (the canonical code:
   OK, INVALID_ARGUMENT, ...). TF Serving labels it by model_name and status;
-  version, API and entrypoint are added here. As every prometheus-client
-  counter, its samples carry the `_total` suffix.
+  version, API and entrypoint are added here. Requests for models the server
+  does not serve count under `<unknown model>`, so made-up names cannot grow
+  the metrics. As every prometheus-client counter, its samples carry the
+  `_total` suffix.
 - `:tensorflow:serving:request_latency` (histogram, microseconds, TF Serving's
   buckets): successful requests by model_name, API, entrypoint.
 - `:tensorflow:serving:runtime_latency` (histogram, microseconds): model runs

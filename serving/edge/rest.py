@@ -168,7 +168,7 @@ def build_app(service, max_body_bytes=10 * 1024 * 1024, metadata_of=None):
             response = error(HTTP_STATUS[code], message)
         log["code"] = code
         if model is not None:
-            service.metrics.request(model, version, api, "REST", code, time.perf_counter() - started)
+            service.record_request(model, version, api, "REST", code, time.perf_counter() - started)
         return response
 
     return app

@@ -19,6 +19,7 @@ from serving.edge.errors import InvalidInput, NotFound, Unimplemented
 from serving.edge.metrics import Metrics
 
 DEFAULT_SIGNATURE = "serving_default"
+UNKNOWN_MODEL = "<unknown model>"
 # The most values one request may hold. A 10 MB body carries at most 2.6 M float32
 # values; 16 M leaves room for JSON-free gRPC tensors while stopping a tensor that
 # declares a huge shape around one broadcast value (4 bytes each: 64 MB).
@@ -59,6 +60,12 @@ class EdgeService:
         if batching:
             self.batcher = Batcher(max_batch_size, batch_timeout_s, max_queues=max_batch_queues, on_batch=self.metrics.batch)
             self.metrics.watch_batcher(self.batcher)
+
+    def record_request(self, model, version, api, entrypoint, code, seconds):
+        """Counts one request in the metrics. Names the server does not serve are counted together as
+        UNKNOWN_MODEL: a label per name a client makes up would grow the metrics without bound."""
+        known = model in self.repository.model_names()
+        self.metrics.request(model if known else UNKNOWN_MODEL, version if known else None, api, entrypoint, code, seconds)
 
     def signature(self, backend, model, signature_name):
         name = signature_name or DEFAULT_SIGNATURE

@@ -99,3 +99,13 @@ def test_failed_loads_are_counted(tmp_path, exports):
     assert _value(samples, name, model_path=str(tmp_path / "broken" / "1"), status="fail") == 1
     assert _value(samples, name, model_path=str(tmp_path / "cnn" / "1"), status="success") == 1
     assert _value(samples, ":tensorflow:cc:saved_model:load_latency_total", model_path=str(tmp_path / "cnn" / "1")) > 0
+
+
+def test_made_up_model_names_do_not_grow_the_metrics(edge):
+    for index in range(25):
+        assert requests.post(f"{edge.url}/v1/models/made-up-{index}:predict", json={"instances": [1]}, timeout=10).status_code == 404
+    samples = _scrape(edge.url)
+    names = {dict(labels)["model_name"] for name, labels in samples if name == ":tensorflow:serving:request_count_total"}
+    assert not [name for name in names if name.startswith("made-up")]
+    assert _value(samples, ":tensorflow:serving:request_count_total", model_name="<unknown model>", version="", API="Predict",
+                  entrypoint="REST", status="NOT_FOUND") >= 25
