@@ -76,7 +76,6 @@ def build_server(
     """
     metrics = Metrics()
     repository = ModelRepository(base_path, backend=backend, labels=_LabelView(labels or {}), threads=threads, metrics=metrics)
-    repository.scan()
     service = EdgeService(
         repository,
         batching=batching,
@@ -86,6 +85,7 @@ def build_server(
         max_batch_queues=max_batch_queues,
         metrics=metrics,
     )
+    repository.scan()  # After the settings are checked: a bad flag fails before models load.
     from serving.edge.rest import build_app
 
     app = build_app(service, max_body_bytes=max_body_bytes)

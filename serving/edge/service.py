@@ -53,6 +53,10 @@ class EdgeService:
         max_batch_queues=DEFAULT_MAX_QUEUES,
         metrics=None,
     ):
+        if max_elements is not None and max_elements < 1:
+            raise ValueError(f"--max-elements must be at least 1, got {max_elements}")
+        if max_batch_queues < 1 or max_batch_size < 1:
+            raise ValueError(f"--max-batch-queues and --max-batch-size must be at least 1, got {max_batch_queues} and {max_batch_size}")
         self.repository = repository
         self.max_elements = max_elements
         self.metrics = metrics or getattr(repository, "metrics", None) or Metrics()

@@ -215,3 +215,24 @@ def test_pillow_bomb_check_is_what_the_png_triggers():
 
     with pytest.raises(Image.DecompressionBombError):
         Image.open(io.BytesIO(_bomb_png()))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-elements", "0"], "error: --max-elements must be at least 1, got 0"),
+        (["--max-batch-queues", "0"], "error: --max-batch-queues and --max-batch-size must be at least 1, got 0 and 32"),
+    ],
+)
+def test_bad_server_flags_fail_in_one_line_before_loading(exports, flags, message):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.edge", str(exports), "--grpc-port", "-1", *flags],
+        capture_output=True, text=True, timeout=60, cwd=str(REPO_ROOT),
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == message
