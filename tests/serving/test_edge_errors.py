@@ -118,7 +118,8 @@ def _tensor(dims, dtype=1, **values):
     "tensor, code, message",
     [
         # One value declaring 1000 images: over --max-elements, refused before anything is allocated.
-        (lambda: _tensor([1000, 32, 32, 3], float_val=[1.0]), "RESOURCE_EXHAUSTED", "more than this server's limit"),
+        (lambda: _tensor([1000, 32, 32, 3], float_val=[1.0]), "RESOURCE_EXHAUSTED",
+         f"declares 3072000 values, more than this server's limit of {EDGE_MAX_ELEMENTS}"),
         (lambda: _tensor([2**40, 2**40, 3], float_val=[1.0]), "RESOURCE_EXHAUSTED", "more than this server's limit"),
         # Neither one value nor one per element: TF Serving's "Expecting tensor size".
         (lambda: _tensor([2, 32, 32, 3], float_val=[1.0, 2.0, 3.0, 4.0, 5.0]), "INVALID_ARGUMENT", "Expecting tensor size: 6144 but got: 5"),
