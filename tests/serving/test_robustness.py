@@ -6,8 +6,8 @@ with at least 1,000 cases per API and 16 clients x 500 requests.
 
 import pytest
 
-from serving.concurrency import check_concurrency, server_cases
-from serving.fuzz import fuzz_grpc, fuzz_rest
+from benchmarks.serving_concurrency import check_concurrency, server_cases
+from benchmarks.serving_fuzz import fuzz_grpc, fuzz_rest
 
 REST_CASES = 120
 GRPC_CASES = 120
