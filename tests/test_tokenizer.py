@@ -26,13 +26,16 @@ TRICKY = [
 ]
 
 
+def sst2_sentences(folder, split, count):
+    """The first `count` sentences of a real SST-2 file (`label<TAB>sentence` lines after a header)."""
+    with open(folder / "sst2" / f"{split}.tsv", encoding="utf-8") as handle:
+        next(handle)
+        return [line.rstrip("\n").split("\t", 1)[1] for _, line in zip(range(count), handle)]
+
+
 @pytest.fixture(scope="module")
-def sst2(helpers):
-    if not helpers.SST2.is_dir():
-        pytest.skip(f"{helpers.SST2} is absent (shared datasets not mounted)")
-    train, _ = helpers.sst2_lines("train", 1000)
-    dev, _ = helpers.sst2_lines("dev", 872)
-    return train, dev + TRICKY
+def sst2(shared_data):
+    return sst2_sentences(shared_data, "train", 1000), sst2_sentences(shared_data, "dev", 872) + TRICKY
 
 
 @pytest.mark.parametrize("sequence_length", [32, None])
