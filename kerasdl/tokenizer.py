@@ -16,12 +16,16 @@ pre-tokenizers, models and post-processors.
   truncation/padding cut or zero-pad to the sequence length. Output:
   `token_ids`.
 - `WordPieceTokenizer` = keras-hub's `BertTokenizer` plus the
-  `BertTextClassifierPreprocessor` packing: strip accents (NFD, drop `\\p{Mn}`),
+  `BertTextClassifierPreprocessor` packing, as its TensorFlow graph runs them
+  (in training's tf.data pipeline and in the SavedModel): end the text at its
+  first NUL (`tf_text.regex_split` does), strip accents (NFD, drop `\\p{Mn}`),
   split on ASCII whitespace and `\\p{Cc}`/`\\p{Cf}`, isolate punctuation (all
   ASCII symbols and `\\p{P}`) and CJK ideographs, case-fold, `WordPiece` with
   `##` suffixes, then `[CLS] tokens [SEP]` cut to the sequence length and
   padded. Outputs: `token_ids`, `segment_ids` (all 0, one segment) and
-  `padding_mask` (1 on real tokens).
+  `padding_mask` (1 on real tokens). (An eager keras-hub call runs its own
+  pure-Python emulation instead, which differs from the graph on rare input,
+  e.g. NUL or "a" + U+034F + U+0301.)
 
 Hand-written, where `tokenizers` cannot reach keras-hub's ids (WordPiece only):
 
@@ -31,21 +35,25 @@ Hand-written, where `tokenizers` cannot reach keras-hub's ids (WordPiece only):
    on the whole text gives the same words, and such texts run fully in the
    library. A character for which it does not (checked once per character,
    `_fast_path_character`) sends its text down an exact path: the library
-   strips accents and splits, `_casefold` folds each word in Python, and the
-   library runs WordPiece and the packing on those words. Examples: "ß" -> "ss"
-   and ligatures (case folding is not lowercasing), NBSP and other spaces that
-   NFKC turns into " " inside a word (keras-hub keeps one word, so `[UNK]`),
-   "…" -> "..." (one punctuation word, not three), Kangxi radicals and circled
-   ideographs that NFKC turns into CJK (not split), "<" + U+0338 (NFKC composes
-   "≮" across the split), Greek iota subscripts, Cherokee.
+   splits, `_casefold` folds each word in Python, and the library runs
+   WordPiece and the packing on those words. Examples: "ß" -> "ss" (case
+   folding is not lowercasing), Cherokee (folds to capitals), NBSP and other
+   spaces that NFKC turns into " " inside a word (keras-hub keeps one word, so
+   `[UNK]`), "…" -> "..." (one punctuation word, not three), Kangxi radicals
+   that NFKC turns into CJK ideographs (not split), "<" + U+0338 (NFKC would
+   compose "≮" across the split), Greek iota subscripts, and marks newer than
+   the library's NFKC data.
 2. `tf_text.FastWordpieceTokenizer` turns a word of more than 100 UTF-8 *bytes*
    into `[UNK]`; `tokenizers`' WordPiece counts *characters*. An ASCII word has
-   as many of one as of the other; a text with a run of 26 or more non-ASCII
-   word characters takes the exact path, which checks bytes.
+   as many of one as of the other; a text with a run of 26 or more characters
+   that holds non-ASCII takes the exact path, which counts bytes.
 
-Both paths agree with keras-hub on every code point that Python's
-`unicodedata` knows (tests/test_tokenizer.py checks all of them); characters
-added to Unicode after Python 3.11's Unicode 14 may still differ.
+Both paths give keras-hub's graph ids for every assigned BMP character, and for
+every code point Python's `unicodedata` knows (checked once, word by word,
+against `pretokenize` over all 1.1M code points); tests/test_tokenizer.py checks
+the BMP. Characters added to Unicode after Python 3.11's Unicode 14 may differ.
+The module is over 300 lines because the exact path belongs beside the
+pipeline whose gaps it fills.
 
 Example:
 >>> tokenizer = load_tokenizer("exports/text_lstm/1/tokenizer")
@@ -305,6 +313,7 @@ class WordPieceTokenizer:
 
     def _exact_words(self, text):
         # The hand-written path (module docstring, 1 and 2): the library splits, Python folds each word.
+        text = _CUT_AT_NUL.normalize_str(text)
         if self.strip_accents:
             text = _strip_accents(text)
         words = [word for word, _ in self._pre_tokenizer.pre_tokenize_str(text)]
@@ -365,10 +374,16 @@ def load_tokenizer(folder):
     raise ValueError(f"{folder}: unknown tokenizer type {config['type']!r}")
 
 
+# keras-hub's graph splits with `tf_text.regex_split`, which ends a text at its first NUL.
+_CUT_AT_NUL = normalizers.Replace(Regex(r"\x{0}[\s\S]*"), "")
+
+
 @functools.lru_cache(maxsize=None)
 def _bert_normalizer(strip_accents, lowercase):
-    # keras-hub strips accents with NFD, then deletes nonspacing marks (`StripAccents` also deletes Mc and Me).
-    steps = [normalizers.NFD(), normalizers.Replace(Regex(r"\p{Mn}"), "")] if strip_accents else []
+    steps = [_CUT_AT_NUL]
+    if strip_accents:
+        # keras-hub strips accents with NFD, then deletes nonspacing marks (`StripAccents` also deletes Mc and Me).
+        steps += [normalizers.NFD(), normalizers.Replace(Regex(r"\p{Mn}"), "")]
     if lowercase:
         # NFKC_Casefold on the whole text, as far as the library reaches: lowercase is
         # context-free except the final sigma, which case folding maps to σ too.
