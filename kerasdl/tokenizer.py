@@ -160,7 +160,7 @@ class TextVectorizationTokenizer:
 
     def encode_batch(self, texts):
         """Returns `{"token_ids": int64 [batch, length]}` for a list of texts."""
-        rows = [encoding.ids for encoding in self._tokenizer.encode_batch_fast(list(texts))]
+        rows = [encoding.ids for encoding in self._tokenizer.encode_batch_fast(_text_list(texts))]
         # Without a sequence length an all-empty batch still gets one (padding) column.
         length = self.sequence_length or max([len(row) for row in rows] + [1])
         token_ids = np.full((len(rows), length), self.padding_id, dtype="int64")
@@ -255,7 +255,7 @@ class WordPieceTokenizer:
 
     def encode_batch(self, texts):
         """Returns `{"token_ids", "segment_ids", "padding_mask"}`, int64 `[batch, sequence_length]`."""
-        texts = list(texts)
+        texts = _text_list(texts)
         exact = [index for index, text in enumerate(texts) if self._exact_path(text)]
         encodings = self._pipeline.encode_batch_fast(texts) if not exact else [None] * len(texts)
         if exact:
@@ -322,6 +322,22 @@ class WordPieceTokenizer:
         unknown = self.special_tokens["unknown"]
         # Case folding can empty a word (it deletes ignorable code points); keras-hub gives it no token.
         return [word if len(word.encode("utf-8")) <= _MAX_BYTES_PER_WORD else unknown for word in words if word]
+
+
+def _text_list(texts):
+    """Returns `texts` as a list of strings, or raises a TypeError/ValueError that names the bad one."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("encode_batch takes a list of texts, not a single string")
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {index} is a {type(text).__name__}, not a str")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise ValueError(f"text {index} is not valid Unicode: {error.reason} at character {error.start}") from None
+    return texts
 
 
 def write_tokenizer_files(folder, tokenizer):

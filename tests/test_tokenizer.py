@@ -1,5 +1,6 @@
 """The pure-Python tokenizers give the same ids as the TensorFlow ones, on real SST-2 lines."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -270,6 +271,18 @@ def test_text_vectorization_edge_batches():
     assert tokenizer.encode_batch([])["token_ids"].shape == (0, 1)
     with pytest.raises(ValueError, match="padding and out-of-vocabulary"):
         TextVectorizationTokenizer([""])
+
+
+@pytest.mark.parametrize("texts, error, message", [
+    ("good film", TypeError, "a list of texts, not a single string"),
+    (["good", b"film"], TypeError, "text 1 is a bytes, not a str"),
+    ([None], TypeError, "text 0 is a NoneType, not a str"),
+    (["good", "a\ud800b"], ValueError, "text 1 is not valid Unicode: surrogates not allowed at character 1"),
+])
+def test_bad_texts_get_a_clear_error(texts, error, message):
+    for tokenizer in (TextVectorizationTokenizer(["", "[UNK]"]), WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]"])):
+        with pytest.raises(error, match=re.escape(message)):
+            tokenizer.encode_batch(texts)
 
 
 def test_tokenizers_load_and_run_without_tensorflow(tmp_path):
