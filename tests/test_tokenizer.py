@@ -1,4 +1,4 @@
-"""The pure-Python tokenizers give the same ids as the TensorFlow ones, on real SST-2 lines."""
+"""The TensorFlow-free tokenizers (`tokenizers` pipelines) give the Keras layers' ids, on real SST-2 lines and adversarial text."""
 
 import re
 import subprocess
@@ -120,7 +120,7 @@ def test_tokenizer_files_round_trip(tmp_path):
         WordPieceTokenizer(["good"], sequence_length=4)
 
 
-# The brief's adversarial classes, each a line: accents and non-ASCII capitals,
+# Adversarial text, a class a line: accents and non-ASCII capitals,
 # decomposed accents, CJK and CJK look-alikes, emoji, zero-width and control
 # characters, whitespace other than the space, punctuation runs, long words.
 ADVERSARIAL = [
