@@ -64,6 +64,10 @@ def profile_input_share(run_dir):
     files = glob.glob(os.path.join(run_dir, "tensorboard", "**", "*.xplane.pb"), recursive=True)
     if not files:
         return None, "no xplane.pb trace in the run's tensorboard/"
+    if len(files) > 1:
+        # One fresh run writes one trace; more means the folder was reused, and the traces may
+        # come from different code. Refuse rather than read an arbitrary one.
+        return None, f"{len(files)} xplane.pb traces in {run_dir}/tensorboard (expected the one of this run)"
     space = xplane_pb2.XSpace()
     with open(files[0], "rb") as handle:
         space.ParseFromString(handle.read())
