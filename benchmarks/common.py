@@ -83,6 +83,32 @@ def target(identifier, description, value, threshold, comparison, reason=None):
     }
 
 
+ROW_KEYS = ("case", "metric", "value", "unit", "baseline_case", "baseline", "ratio", "higher_is_better")
+TARGET_KEYS = ("id", "description", "value", "threshold", "comparison", "met", "reason")
+
+
+def check_result(outcome):
+    """The ways `outcome` departs from the result shape above; an empty list when it conforms.
+
+    Each target's `met` is recomputed from its value, threshold and comparison, so a result
+    typed by hand (or computed by a different rule) is caught, not reported.
+    """
+    if not isinstance(outcome, dict):
+        return [f"run() returned {type(outcome).__name__}, not the result dict"]
+    problems = [f"missing key {key!r}" for key in ("name", "seconds", "rows", "targets", "notes") if key not in outcome]
+    for item in outcome.get("rows", []):
+        if set(item) != set(ROW_KEYS):
+            problems.append(f"row {item.get('case')!r} has keys {sorted(item)}, expected {list(ROW_KEYS)}")
+    for item in outcome.get("targets", []):
+        if set(item) != set(TARGET_KEYS):
+            problems.append(f"target {item.get('id')!r} has keys {sorted(item)}, expected {list(TARGET_KEYS)}")
+            continue
+        expected = target(item["id"], item["description"], item["value"], item["threshold"], item["comparison"])["met"]
+        if item["met"] is not expected:
+            problems.append(f"target {item['id']!r}: met={item['met']} but {item['value']} {item['comparison']} {item['threshold']} gives {expected}")
+    return problems
+
+
 def _round(value):
     if value is None:
         return None
