@@ -66,7 +66,7 @@ def measure(call, concurrency, total):
         "served": int(served.size),
         "errors": len(errors),
         "error_samples": errors[:ERROR_SAMPLES],
-        "seconds": round(elapsed, 3),
+        "seconds": round(elapsed, 6),
         "requests_per_s": round(served.size / elapsed, 1) if served.size else None,
         "p50_ms": round(float(np.percentile(served, 50)), 3) if served.size else None,
         "p99_ms": round(float(np.percentile(served, 99)), 3) if served.size else None,

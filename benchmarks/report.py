@@ -100,7 +100,8 @@ def targets_markdown(benchmarks):
             counts[met] += 1
             lines.append(f"| {name} | {_cell(item['description'])} | {_format(item.get('value'))} | {item['comparison']} {_format(item['threshold'])} | {RESULT_WORDS[met]} |")
             if met is not True:
-                explanations.append(f"- **{name}: {item['description']}** ({RESULT_WORDS[met]}, measured {_format(item.get('value'))}): {item.get('reason') or NO_REASON}")
+                measured = "" if item.get("value") is None else f", measured {_format(item['value'])}"
+                explanations.append(f"- **{name}: {item['description']}** ({RESULT_WORDS[met]}{measured}): {item.get('reason') or NO_REASON}")
     summary = f"{sum(counts.values())} targets: {counts[True]} met, {counts[False]} NOT met, {counts[None]} not measured."
     lines = [summary, ""] + lines
     if explanations:

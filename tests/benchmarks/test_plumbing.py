@@ -8,6 +8,7 @@ Every test runs in seconds: no model is trained and no server started.
 import json
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def test_report_is_generated_from_results_json_with_targets_reasons_and_machine(
     # A reason where one was measured, and an honest blank where none was.
     assert "- **latency: lstm_ort description** (NOT met, measured 0.61): tf2onnx graph: Loop 1, LSTM 0" in markdown
     assert "- **latency: bert_int8 description** (NOT met, measured 1.31): no measured reason" in markdown
-    assert "- **training_throughput: train_mlp description** (not measured, measured -): PyTorch is not installed" in markdown
+    assert "- **training_throughput: train_mlp description** (not measured): PyTorch is not installed" in markdown
     assert "mlp_ort description** (" not in markdown  # Met targets need no reason.
     assert "| lstm ort fp32 | latency batch 1 | 4.32 | ms | lstm savedmodel | 7.13 | 0.6059 |" in markdown
     assert '- lstm ort fp32: ops {"Loop": 1}' in markdown
@@ -233,6 +234,7 @@ def test_robustness_gathers_its_parts_and_names_a_failing_one(monkeypatch):
 
 def test_load_generator_counts_failed_requests_as_failures_never_as_served():
     def call(index):
+        time.sleep(0.001)
         if index % 4 == 0:
             raise RuntimeError("HTTP 500: boom")
 
@@ -240,7 +242,7 @@ def test_load_generator_counts_failed_requests_as_failures_never_as_served():
     assert numbers["requests"] == 40 and numbers["served"] == 30 and numbers["errors"] == 10
     assert numbers["error_samples"] == ["RuntimeError: HTTP 500: boom"] * 3
     # The rate counts the 30 served requests only.
-    assert numbers["requests_per_s"] == pytest.approx(30 / numbers["seconds"], rel=0.02)
+    assert numbers["requests_per_s"] == pytest.approx(30 / numbers["seconds"], rel=0.01)
 
     failed = load_generator.measure(lambda index: 1 / 0, concurrency=2, total=5)
     assert failed["served"] == 0 and failed["errors"] == 5
