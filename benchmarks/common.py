@@ -36,7 +36,7 @@ SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
 # A toy run (tests) shrinks every size further than --quick.
 TOY = os.environ.get("KERASDL_BENCH_TOY") == "1"
 # Trained runs are shared between benchmarks and between invocations (accuracy trains,
-# latency exports the same runs), keyed by code version, resolved config and data (`reused`).
+# latency exports the same runs), keyed by code version, resolved config and data (`provenance.reused`).
 RUNS_DIR_ENV = "KERASDL_BENCH_RUNS"
 
 
@@ -219,43 +219,6 @@ def train_config(model_name, data=None, epochs=1, batch_size=None, sets=(), outp
     return config
 
 
-def reused(folder, name, key, compute, still_valid=lambda value: True, log=print):
-    """Returns the result recorded under `key` in `folder`, or computes and records it.
-
-    Args:
-        folder: where records live (`<folder>/<name>-<key>.json`).
-        name: a readable prefix of the record's file name.
-        key: `provenance.reuse_key(...)` of everything the result depends on; None means the
-            code version is unknown, so the result is computed and not recorded.
-        compute: `() -> JSON-serialisable value`.
-        still_valid: `value -> bool`; a record whose files are gone is computed again.
-        log: where "reusing ..." goes.
-
-    Example:
-        >>> reused("/tmp/cache", "square", provenance.reuse_key({"x": 3}), lambda: 9)
-        9
-    """
-    if key is None:
-        log(f"{name}: code version unknown (not a git checkout), so nothing is reused")
-        return compute()
-    record_path = Path(folder, f"{name}-{key}.json")
-    if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text())
-        except (OSError, ValueError):
-            record = None
-        if record and record.get("key") == key and still_valid(record["value"]):
-            log(f"{name}: reusing the result recorded under key {key} (code {record.get('code_version')})")
-            return record["value"]
-    value = compute()
-    os.makedirs(folder, exist_ok=True)
-    record = {"key": key, "code_version": provenance.code_version()["key"], "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "value": value}
-    temporary = record_path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, default=str))
-    os.replace(temporary, record_path)
-    return value
-
-
 def runs_folder():
     """The folder trained runs and their records go to: `$KERASDL_BENCH_RUNS`, or a new temporary one."""
     return os.environ.get(RUNS_DIR_ENV) or tempfile.mkdtemp(prefix="kerasdl-bench-runs-")
@@ -285,7 +248,7 @@ def trained_run(model_name, data=None, epochs=1, batch_size=None, sets=(), weigh
         log(f"trained {model_name}: test accuracy {metrics['test_accuracy']:.4f} in {metrics['wall_time_s']:.0f} s ({summary['run_dir']})")
         return {"run_dir": str(summary["run_dir"]), "metrics": metrics}
 
-    record = reused(
+    record = provenance.reused(
         cache_root, model_name, provenance.reuse_key(described, data), train,
         still_valid=lambda value: Path(value["run_dir"], "metrics.json").is_file(), log=log,
     )

@@ -10,6 +10,7 @@ Example:
 >>> from benchmarks import provenance
 >>> provenance.code_version()["key"]          # e.g. 'da56443a1b2c' or 'da56443a1b2c-dirty-5e0f1c2d3a4b'
 >>> provenance.reuse_key({"model": "mlp"}, data=None)
+>>> provenance.reused("benchmarks/out/trained", "mlp", key, lambda: train())   # computed once per key
 """
 
 import functools
@@ -19,6 +20,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -140,6 +142,43 @@ def reuse_key(config, data=None, root=None):
         "variables": {name: os.environ.get(name) for name in KEY_VARIABLES}, "python": sys.version.split()[0],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def reused(folder, name, key, compute, still_valid=lambda value: True, log=print):
+    """Returns the result recorded under `key` in `folder`, or computes and records it.
+
+    Args:
+        folder: where records live (`<folder>/<name>-<key>.json`).
+        name: a readable prefix of the record's file name.
+        key: `provenance.reuse_key(...)` of everything the result depends on; None means the
+            code version is unknown, so the result is computed and not recorded.
+        compute: `() -> JSON-serialisable value`.
+        still_valid: `value -> bool`; a record whose files are gone is computed again.
+        log: where "reusing ..." goes.
+
+    Example:
+        >>> reused("/tmp/cache", "square", reuse_key({"x": 3}), lambda: 9)
+        9
+    """
+    if key is None:
+        log(f"{name}: code version unknown (not a git checkout), so nothing is reused")
+        return compute()
+    record_path = Path(folder, f"{name}-{key}.json")
+    if record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            record = None
+        if record and record.get("key") == key and still_valid(record["value"]):
+            log(f"{name}: reusing the result recorded under key {key} (code {record.get('code_version')})")
+            return record["value"]
+    value = compute()
+    os.makedirs(folder, exist_ok=True)
+    record = {"key": key, "code_version": code_version()["key"], "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "value": value}
+    temporary = record_path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record, default=str))
+    os.replace(temporary, record_path)
+    return value
 
 
 def _memory_gib():

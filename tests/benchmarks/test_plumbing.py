@@ -371,12 +371,12 @@ def test_reused_computes_once_per_key_and_again_when_files_are_gone(tmp_path):
         calls.append(1)
         return {"value": len(calls)}
 
-    assert common.reused(tmp_path, "case", "key1", compute, log=lambda line: None) == {"value": 1}
-    assert common.reused(tmp_path, "case", "key1", compute, log=lambda line: None) == {"value": 1}
-    assert common.reused(tmp_path, "case", "key2", compute, log=lambda line: None) == {"value": 2}
-    assert common.reused(tmp_path, "case", "key1", compute, still_valid=lambda value: False, log=lambda line: None) == {"value": 3}
-    assert common.reused(tmp_path, "case", None, compute, log=lambda line: None) == {"value": 4}
-    assert common.reused(tmp_path, "case", None, compute, log=lambda line: None) == {"value": 5}
+    assert provenance.reused(tmp_path, "case", "key1", compute, log=lambda line: None) == {"value": 1}
+    assert provenance.reused(tmp_path, "case", "key1", compute, log=lambda line: None) == {"value": 1}
+    assert provenance.reused(tmp_path, "case", "key2", compute, log=lambda line: None) == {"value": 2}
+    assert provenance.reused(tmp_path, "case", "key1", compute, still_valid=lambda value: False, log=lambda line: None) == {"value": 3}
+    assert provenance.reused(tmp_path, "case", None, compute, log=lambda line: None) == {"value": 4}
+    assert provenance.reused(tmp_path, "case", None, compute, log=lambda line: None) == {"value": 5}
     assert sorted(path.name for path in tmp_path.iterdir()) == ["case-key1.json", "case-key2.json"]
 
 
