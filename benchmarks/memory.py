@@ -91,6 +91,7 @@ def export_peak_rss(rows, notes, floor, quick):
         notes.append(f"resnet50 export peak RSS: skipped, its run ({EXPORT_CASE}) is not in this run's specs (data absent, or a toy run)")
         return
     run_dir, _ = specs.train(EXPORT_CASE, table[EXPORT_CASE], log=lambda line: print(line, flush=True))
+    model = table[EXPORT_CASE]["model"]
     measured = {}
     with common.temporary_folder("kerasdl-bench-export-") as folder:
         for label, extra in (("python -m export.run", []), ("python -m export.run --quantize int8", ["--quantize", "int8"])):
@@ -99,11 +100,11 @@ def export_peak_rss(rows, notes, floor, quick):
             arguments = [run_dir, "--base", os.path.join(folder, label.replace(" ", "_")), "--max-accuracy-drop", "100", *extra]
             measured[label] = module_peak_rss("export.run", arguments)
             if measured[label]["status"] != 0:
-                notes.append(f"resnet50 {label}: exit status {measured[label]['status']} (peak RSS measured to that point)")
+                notes.append(f"{model} {label}: exit status {measured[label]['status']} (peak RSS measured to that point)")
     plain, quantized = measured["python -m export.run"], measured["python -m export.run --quantize int8"]
-    rows.append(common.row("resnet50 export: python -m export.run", "peak RSS", plain["max_rss_mb"], "MiB", "import tensorflow+keras+kerasdl only", floor["max_rss_mb"], higher_is_better=False))
-    rows.append(common.row("resnet50 export: python -m export.run --quantize int8", "peak RSS", quantized["max_rss_mb"], "MiB", "resnet50 export without --quantize", plain["max_rss_mb"], higher_is_better=False))
-    notes.append(f"resnet50 export: run {run_dir}; default formats; peak RSS is the export process's own VmHWM")
+    rows.append(common.row(f"{model} export: python -m export.run", "peak RSS", plain["max_rss_mb"], "MiB", "import tensorflow+keras+kerasdl only", floor["max_rss_mb"], higher_is_better=False))
+    rows.append(common.row(f"{model} export: python -m export.run --quantize int8", "peak RSS", quantized["max_rss_mb"], "MiB", f"{model} export without --quantize", plain["max_rss_mb"], higher_is_better=False))
+    notes.append(f"{model} export: run {run_dir}; default formats; peak RSS is the export process's own VmHWM")
 
 
 def run(quick):
