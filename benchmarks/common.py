@@ -198,7 +198,7 @@ def cifar_arrays(count, seed=0):
 
 def train_config(model_name, data=None, epochs=1, batch_size=None, sets=(), output=None, weights=None):
     """Resolves a training config exactly as `python -m training.run` would."""
-    from training.run import resolve_config
+    from kerasdl.config import resolve_config
 
     flags = {"data": data, "epochs": epochs, "batch_size": batch_size}
     if weights is not None:
@@ -209,11 +209,11 @@ def train_config(model_name, data=None, epochs=1, batch_size=None, sets=(), outp
 
 
 def trained_run(model_name, data=None, epochs=1, batch_size=None, sets=(), weights=None, log=print):
-    """Trains with `kerasdl.train.run` (or reuses an identical earlier run of this benchmark output).
+    """Trains with `kerasdl.train.train_and_evaluate` (or reuses an identical earlier run of this benchmark output).
 
     Returns `(run_dir, metrics)` where metrics is the run's metrics.json.
     """
-    from kerasdl.train import run
+    from kerasdl.train import train_and_evaluate
 
     key = hashlib.sha256(json.dumps([model_name, data, epochs, batch_size, list(sets), weights]).encode()).hexdigest()[:12]
     cache_root = os.environ.get(RUNS_DIR_ENV) or tempfile.mkdtemp(prefix="kerasdl-bench-runs-")
@@ -224,7 +224,7 @@ def trained_run(model_name, data=None, epochs=1, batch_size=None, sets=(), weigh
             log(f"reusing {cached['run_dir']}")
             return cached["run_dir"], cached["metrics"]
     config = train_config(model_name, data, epochs, batch_size, sets, os.path.join(cache_root, "runs"), weights)
-    summary = run(config, fresh=True, log=lambda line: None)
+    summary = train_and_evaluate(config, fresh=True, log=lambda line: None)
     metrics = json.loads(Path(summary["run_dir"], "metrics.json").read_text())
     metrics = {key: metrics[key] for key in ("test_accuracy", "test_loss", "wall_time_s", "fit_time_s", "examples_per_s", "epochs", "train_examples", "test_examples") if key in metrics}
     os.makedirs(cache_root, exist_ok=True)

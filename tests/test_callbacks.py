@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdl.callbacks import WarmupLinearDecay, make_callbacks, make_optimizer, step_decay
+from kerasdl.callbacks import make_callbacks
+from kerasdl.optim import WarmupLinearDecay, make_optimizer, step_decay
 
 
 def test_warmup_linear_decay_rises_then_falls_to_zero():

@@ -14,6 +14,9 @@ KERAS_CHECKED_RANGE_TEXT = ">=3.15,<3.16"
 class KerasVersionError(RuntimeError):
     """The installed Keras is outside the range the multi-worker fix was checked with (a setup error, not a bug)."""
 
+    # The command line prints the message in one line (`kerasdl.console.user_error_message`).
+    user_error = True
+
 
 def keras_version_checked(version=None):
     """True when `version` (the installed Keras by default) is in `KERAS_CHECKED_RANGE`."""
