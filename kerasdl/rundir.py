@@ -69,10 +69,15 @@ def find_resumable_run(config, fingerprint):
         lock = read_lock(run_dir)
         if lock is None or lock.get("fingerprint") != fingerprint:
             continue
-        if owner_alive(lock):
+        if owner_alive(lock) and not _is_ours(lock):
             raise RunInProgressError(_busy_message(run_dir, lock))
         return run_dir
     return None
+
+
+def _is_ours(lock):
+    """This very process holds the lock (a run that failed and is started again in the same Python session)."""
+    return lock.get("pid") == os.getpid() and lock.get("host") == socket.gethostname()
 
 
 def read_lock(run_dir):
@@ -143,8 +148,8 @@ def take_lock(run_dir, fingerprint, force=False):
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             lock = read_lock(run_dir)
-            if lock is not None and lock.get("pid") == os.getpid() and lock.get("host") == socket.gethostname():
-                return  # Already ours.
+            if lock is not None and _is_ours(lock):
+                return
             if lock is not None and owner_alive(lock):
                 raise RunInProgressError(_busy_message(run_dir, lock)) from None
             # The owner is dead: move its lock aside. Of two processes taking over at once,
