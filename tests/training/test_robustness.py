@@ -144,6 +144,14 @@ def test_a_record_that_stops_decoding_is_named(monkeypatch, tmp_path, capsys):
     assert code == 2 and err.startswith(f"error: {victim}: cannot be decoded (") and err.count("\n") == 1, err
 
 
+def test_a_builder_rejecting_a_model_setting_is_one_line(tmp_path, capsys):
+    """Keras refusing a `model.*` value the user set is the user's to fix, in one line naming the key."""
+    assert main(["mlp", "--epochs", "1", "--output", str(tmp_path), "--set", "model.dropout_rate=2.0", *QUIET]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot build mlp with model.dropout_rate=2.0: Invalid value received for argument `rate`") and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())  # Nothing half-written.
+
+
 def test_decoder_errors_reaching_the_handler_are_one_line():
     import tensorflow as tf
 
