@@ -22,10 +22,11 @@ import traceback
 
 DEBUG_VARIABLE = "KERASDL_DEBUG"
 
-# Lines TensorFlow writes to stderr while it loads and looks for a GPU, before (or beside) its
-# own logger: `TF_CPP_MIN_LOG_LEVEL` cannot hide them, because absl writes every message logged
-# before `absl::InitializeLog()` straight to stderr (TF 2.21 loads two libraries that each do).
-# Each is a notice, not a failure; each pattern is as narrow as the message.
+# Lines TensorFlow writes to stderr that are notices, not failures. Most come while it loads and
+# looks for a GPU, before its own logger starts: `TF_CPP_MIN_LOG_LEVEL` cannot hide them, because
+# absl writes every message logged before `absl::InitializeLog()` straight to stderr (TF 2.21
+# loads two libraries that each do). The others are logged at ERROR level, which the variable
+# must keep showing. Each pattern is as narrow as its message, so real errors still show.
 STARTUP_NOISE = (
     # absl's own notice that the lines above are written before its logger starts.
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
@@ -38,6 +39,9 @@ STARTUP_NOISE = (
     r"^E\d{4} [\d:. ]+\d+ cuda_(platform|executor|diagnostics)\.cc:\d+\] (failed call to cuInit|.*UNKNOWN ERROR \(303\))",
     # The pip build's note that it could use more CPU instructions (its next line is dropped too).
     r"^I\d{4} [\d:. ]+\d+ cpu_feature_guard\.cc:\d+\] ",
+    # oneDNN has no kernel for a dtype (bool, int64) on this CPU and TensorFlow uses its own,
+    # logged as an ERROR although it is a fallback (the text models hit it).
+    r"^E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_[A-Z0-9_]+ only on platforms with AVX-512\. Falling back to the default Eigen-based implementation",
     # TF 2.21's tf.data graph rewrite reads back its own ParallelMap node; the message itself
     # says the unknown attribute is ignored, and the pipeline runs as built.
     r"^E\d{4} [\d:. ]+\d+ node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool ",

@@ -13,6 +13,8 @@ NOISE = [
     "E0000 00:00:1795943634.085493   28232 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
     "I0000 00:00:1795943649.018243   28550 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available CPU instructions.",
     "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.",
+    "E0000 00:00:1795947449.049931   17366 util.cc:131] oneDNN supports DT_BOOL only on platforms with AVX-512. Falling back to the default Eigen-based implementation if present.",
+    "E0000 00:00:1795943634.757357   28232 node_def_util.cc:682] NodeDef mentions attribute use_unbounded_threadpool which is not in the op definition: Op<name=MapDataset>",
 ]
 REAL = [
     "E0000 00:00:1795943634.757357   28232 some_kernel.cc:12] a real TensorFlow error",
