@@ -13,6 +13,7 @@
 `training/run.py` is the command line; tests, benchmarks and notebooks call the same code.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -53,6 +54,7 @@ class Run:
     completed_phases: list = dataclasses.field(default_factory=list)
     phases: list = dataclasses.field(default_factory=list)
     fit_seconds: float = 0.0
+    examples_trained: int = 0
 
     @property
     def multi_worker(self):
@@ -91,7 +93,7 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
     build_and_compile(run)
     make_pipelines(run)
     initial_epoch = open_run_dir(run, workdir, fresh)
-    with _naming_bad_records(run.splits):
+    with naming_bad_records(run.splits):
         phases.fit_phases(run)
         metrics = outputs.evaluate(run, started)
     summary = {"run_dir": run.run_dir, "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"], "initial_epoch": initial_epoch}
@@ -258,31 +260,25 @@ def _build_model(run):
     return model
 
 
-class _naming_bad_records:
+@contextlib.contextmanager
+def naming_bad_records(splits):
     """Turns a TensorFlow error from a record the pipeline cannot decode into a DataError naming the file.
 
-    The data sources check files before training; this catches what a check missed, finds
-    the file by decoding each record of the streamed splits again, and re-raises anything
-    else unchanged (a bug keeps its traceback).
+    The data sources check files before training; this catches what a check missed (or a
+    file that changed since), finds the file by decoding each record of the streamed splits
+    again, and re-raises anything else unchanged (a bug keeps its traceback).
     """
+    import tensorflow as tf
 
-    def __init__(self, splits):
-        self.splits = splits
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        import tensorflow as tf
-
-        if error is None or not isinstance(error, tf.errors.OpError):
-            return False
-        for split in (self.splits.train, self.splits.validation, self.splits.test):
+    try:
+        yield
+    except tf.errors.OpError as error:
+        for split in (splits.train, splits.validation, splits.test):
             path = find_undecodable(split)
             if path is not None:
                 detail = str(error).strip().splitlines()[0][:200]
                 raise DataError(f"{path}: cannot be decoded ({detail}); remove or replace the file") from error
-        return False
+        raise
 
 
 def find_undecodable(split):
