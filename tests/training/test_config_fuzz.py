@@ -129,7 +129,7 @@ TRAINING_KEYS = {
 
 
 @pytest.mark.parametrize("seed", [0])
-@settings(max_examples=4, deadline=None, derandomize=True)
+@settings(max_examples=3, deadline=None, derandomize=True)
 @given(data=st.data())
 def test_real_runs_with_generated_values(tmp_path_factory, repo_root, seed, data):
     """A few real `python -m training.run mlp` processes: train for one tiny epoch, or refuse in one line."""

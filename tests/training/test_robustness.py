@@ -229,26 +229,41 @@ class LockReader(keras.callbacks.Callback):
         self.seen["lock"] = json.loads(lock_path.read_text())
 
 
-def tiny_images(tmp_path):
-    """360 digits 0/1 as 32x32x3 images in a .npz (ResNet50's smallest input), for quick phases."""
-    from sklearn.datasets import load_digits
+@pytest.fixture
+def two_phase_model():
+    """A tiny registered model with a fine-tuning hook: the two-phase path of ResNet50 at MLP cost."""
+    from kerasdl.models import registry
 
-    digits = load_digits(n_class=2)
-    x = np.kron(digits.images, np.ones((4, 4)))[..., None].repeat(3, axis=-1) * 16.0
-    path = tmp_path / "digits32.npz"
-    np.savez(path, x=x.astype(np.float32), y=digits.target)
-    return path
+    def tiny(input_shape, num_classes, width=16):
+        inputs = keras.Input(input_shape, name="features")
+        hidden = keras.layers.Dense(width, activation="relu", name="base")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(hidden), name="tiny_two_phase")
+
+    def set_trainable_blocks(model, num_blocks):
+        if not 0 <= num_blocks <= 1:
+            raise ValueError(f"num_blocks must be between 0 and 1, got {num_blocks}")
+        model.get_layer("base").trainable = bool(num_blocks)
+        return ["base"][:num_blocks]
+
+    def build(facts, **options):
+        model = registry.call_builder(tiny, options, input_shape=facts.input_shape, num_classes=facts.num_classes)
+        set_trainable_blocks(model, 0)
+        return model
+
+    registry.register_model("tiny_two_phase", modalities=("features",), builders=(tiny,), set_trainable_blocks=set_trainable_blocks)(build)
+    yield "tiny_two_phase"
+    registry._ENTRIES.pop("tiny_two_phase")
 
 
-def test_killed_in_phase_two_resumes_inside_phase_two(monkeypatch, tmp_path, capsys):
+def test_killed_in_phase_two_resumes_inside_phase_two(two_phase_model, monkeypatch, tmp_path, capsys):
+    """Keras deletes phase 1's backup when its fit ends; a run killed in phase 2 must not train phase 1 again (ResNet50's case)."""
     arguments = [
-        "resnet50", "--weights", "none", "--data", str(tiny_images(tmp_path)), "--epochs", "1", "--batch-size", "32",
-        "--output", str(tmp_path / "runs"), "--set", "finetune.blocks=1", "--set", "finetune.epochs=3",
-        "--set", "model.dropout_rate=0.0", *QUIET,
+        two_phase_model, "--epochs", "1", "--output", str(tmp_path / "runs"),
+        "--set", "finetune.blocks=1", "--set", "finetune.epochs=3", "--set", "finetune.learning_rate=0.001", *QUIET,
     ]
     add_callbacks(monkeypatch, after=[CrashAt(epoch=2)])  # Phase 1 is epoch 0; phase 2 epochs 1-3.
     assert main(arguments) == 130
-    run_dir = only_run_dir(tmp_path / "runs", "resnet50")
+    run_dir = only_run_dir(tmp_path / "runs", two_phase_model)
     assert json.loads((run_dir / "progress.json").read_text())["phases"][0]["epochs"] == 1
     assert json.loads((run_dir / "backup_finetune" / "training_metadata.json").read_text())["epoch"] == 2
     capsys.readouterr()
@@ -262,9 +277,16 @@ def test_killed_in_phase_two_resumes_inside_phase_two(monkeypatch, tmp_path, cap
     assert history_epochs(run_dir) == [0, 1, 2, 3]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [phase["epochs"] for phase in metrics["phases"]] == [1, 3] and metrics["epochs"] == 4
+    assert metrics["phases"][1]["trainable_parameters"] > metrics["phases"][0]["trainable_parameters"]
     # metrics.json and report.md agree on the epochs of both phases.
     assert "- Epochs run: 4" in (run_dir / "report.md").read_text()
     assert not (run_dir / "progress.json").exists() and not list(run_dir.glob("phase-*")) and not (run_dir / "RUNNING").exists()
+
+
+def test_an_impossible_block_count_fails_before_training(two_phase_model, tmp_path, capsys):
+    assert main([two_phase_model, "--epochs", "1", "--output", str(tmp_path), "--set", "finetune.blocks=5", *QUIET]) == 2
+    assert capsys.readouterr().err == "error: finetune.blocks=5: num_blocks must be between 0 and 1, got 5\n"
+    assert not any(tmp_path.iterdir())
 
 
 class ScriptedValidationLoss(keras.callbacks.Callback):
