@@ -5,13 +5,16 @@ exported with the project's export stage (`export.run.export_model`: SavedModel,
 ONNX, int8 ONNX); then, at batch 1 and 32, the median latency of:
 
 - `keras predict`: `model.predict(x)`;
-- `keras call`: `model(x, training=False)` (BERT: preprocessor + call);
+- `keras call`: the model called on raw input (BERT: preprocessor + call, as its registry entry says);
 - `savedmodel`: the reloaded SavedModel's `serving_default` (strings for text models);
 - `ort fp32` / `ort int8`: ONNX Runtime on `model.onnx` / `model.int8.onnx` (token ids for
-  text models: the tokenizer runs outside the ONNX graph, and is not timed).
+  text models: the tokenizer runs outside the ONNX graph, and is not timed);
+- `litert fp32` / `litert int8`: the `ai-edge-litert` interpreter on `model.tflite` /
+  `model.int8.tflite` (full-integer int8), through the same runners `export.predict` uses.
 
-Ratios are against the SavedModel (`ort fp32 / savedmodel`) and against ORT fp32
-(`ort int8 / ort fp32`). Static int8 (CNN, ResNet50) is also measured as throughput at
+Ratios are against the SavedModel (`ort fp32 / savedmodel`), against ORT fp32
+(`ort int8 / ort fp32`) and, for LiteRT, against ORT at the same precision
+(`litert fp32 / ort fp32`, `litert int8 / ort int8`). Static int8 (CNN, ResNet50) is also measured as throughput at
 batch 16 and as accuracy on the real test split. The physical limit is a large
 `tf.matmul` in float32 and bfloat16, measured in the same run.
 
@@ -29,6 +32,10 @@ import numpy as np
 
 from benchmarks import common, specs
 
+# The exported files timed beside the SavedModel: (label, format, variant).
+RUNTIME_VARIANTS = (("ort fp32", "onnx", "fp32"), ("ort int8", "onnx", "int8"), ("litert fp32", "litert", "fp32"), ("litert int8", "litert", "int8"))
+# LiteRT rows are compared with ORT at the same precision.
+LITERT_BASELINES = {"litert fp32": "ort fp32", "litert int8": "ort int8"}
 # ResNet50 at 224x224: 4.09 G multiply-adds per image (He et al. 2016, Table 1), i.e. 8.2 GFLOP.
 RESNET50_FLOP_224 = 2 * 4.09e9
 
@@ -72,32 +79,26 @@ def _batch(examples, size):
     return np.concatenate([examples] * repeats)[:size]
 
 
-def _ort_session(path, threads=None):
-    import onnxruntime
+def _ort_runner(path, threads=None):
+    from kerasdl.runtime.onnx import OnnxRunner
 
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return OnnxRunner(path, threads=threads)
 
 
 def _callables(model, metadata, version_dir):
     """`{format: function(batch) -> outputs}` for every format that loads."""
     import tensorflow as tf
 
-    from export.run import onnx_feed_for
     from kerasdl.contract import serving_input_name
-    from export.verify import cast_feed
+
+    from export.formats import get_format
+    from export.text import raw_model_fn
 
     functions, problems = {}, {}
     text = metadata["modality"] == "text"
     functions["keras predict"] = lambda batch: model.predict(np.asarray(batch, dtype=object) if text else batch, batch_size=len(batch), verbose=0)
-    if hasattr(model, "preprocessor") and model.preprocessor is not None:
-        functions["keras call"] = lambda batch: model(model.preprocessor(tf.constant(batch)), training=False)
-    elif text:
-        functions["keras call"] = lambda batch: model(tf.constant(batch), training=False)
-    else:
-        functions["keras call"] = lambda batch: model(batch, training=False)
+    call = raw_model_fn(model, metadata)
+    functions["keras call"] = lambda batch: call(tf.constant(batch))
     try:
         loaded = tf.saved_model.load(str(version_dir))
         signature = loaded.signatures["serving_default"]
@@ -106,23 +107,22 @@ def _callables(model, metadata, version_dir):
         functions["_loaded"] = loaded
     except Exception as error:  # Reported per format.
         problems["savedmodel"] = f"{type(error).__name__}: {error}"
-    for label, file in (("ort fp32", "model.onnx"), ("ort int8", "model.int8.onnx")):
-        path = Path(version_dir) / file
+    for label, format_name, variant in RUNTIME_VARIANTS:
+        path = Path(version_dir) / get_format(format_name).FILES[variant]
         if not path.is_file():
-            problems[label] = f"{file} was not exported"
+            problems[label] = f"{path.name} was not exported"
             continue
-        session = _ort_session(path)
+        runner = get_format(format_name).load(path)
 
-        def call(batch, session=session):
-            feed = cast_feed(session, onnx_feed_for(metadata, batch, version_dir))
-            return session.run(["probabilities"], feed)
+        def call_runner(batch, runner=runner):
+            return runner.run(runner.feed(batch))
 
-        def prepared(batch, session=session):
-            # Tokenization (text) and the cast happen once, outside the timed call.
-            feed = cast_feed(session, onnx_feed_for(metadata, batch, version_dir))
-            return lambda: session.run(["probabilities"], feed)
+        def prepared(batch, runner=runner):
+            # Tokenization (text) and padding happen once, outside the timed call.
+            feed = runner.feed(batch)
+            return lambda: runner.run(feed)
 
-        functions[label] = call
+        functions[label] = call_runner
         functions[label + "_prepared"] = prepared
     return functions, problems
 
@@ -144,29 +144,22 @@ def _test_split(run_dir):
     from kerasdl.config import DataConfig
     from kerasdl.data import load_data
     from kerasdl.data.pipeline import take_examples
+    from kerasdl.models.registry import get_model_entry
 
     config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
     data = DataConfig(**config["data"])
-    modalities = ("text",) if config["model_name"] == "bert" else (("image",) if config["model_name"] in ("cnn", "resnet50") else ("sequence", "text"))
+    modalities = get_model_entry(config["model_name"]).modalities
     splits = load_data(data, modalities, config["train"]["seed"])
     return take_examples(splits.test, splits.test.size)
 
 
-def _accuracy(session, metadata, version_dir, x, y, batch_size=64):
-    from export.run import onnx_feed_for
-    from export.verify import cast_feed
-
-    correct = 0
-    for start in range(0, len(y), batch_size):
-        chunk = x[start : start + batch_size]
-        feed = cast_feed(session, onnx_feed_for(metadata, chunk, version_dir))
-        probabilities = session.run(["probabilities"], feed)[0]
-        correct += int(np.sum(probabilities.argmax(axis=-1) == y[start : start + batch_size]))
-    return correct / len(y)
+def _accuracy(runner, x, y, batch_size=64):
+    probabilities = runner.predict(list(x) if isinstance(x, list) else x, batch_size=batch_size)
+    return float(np.mean(probabilities.argmax(axis=-1) == np.asarray(y)))
 
 
 def run(quick):
-    from export.run import export_model
+    from export.orchestrator import export_model
     from kerasdl.artifact import load_model
 
     started = time.time()
@@ -183,7 +176,7 @@ def run(quick):
             continue
         try:
             run_dir, _ = specs.train(case, table[case], log=lambda line: print(line, flush=True))
-            result = export_model(run_dir, formats=["savedmodel", "onnx"], quantize="int8", base=export_base, name=f"{model_name}_{case}", force=True, max_accuracy_drop=100.0, log=lambda line: None)
+            result = export_model(run_dir, formats=["savedmodel", "onnx", "litert"], quantize="int8", base=export_base, name=f"{model_name}_{case}", force=True, max_accuracy_drop=100.0, log=lambda line: None)
         except Exception as error:  # One model's failure is reported; the others go on.
             notes.append(f"{model_name}: training/export failed: {type(error).__name__}: {str(error)[:300]}")
             continue
@@ -196,7 +189,7 @@ def run(quick):
         measured = {}
         for batch_size in batches:
             batch = _batch(examples, batch_size)
-            for label in ("keras predict", "keras call", "savedmodel", "ort fp32", "ort int8"):
+            for label in ("keras predict", "keras call", "savedmodel", "ort fp32", "ort int8", "litert fp32", "litert int8"):
                 if label not in functions:
                     continue
                 try:
@@ -209,6 +202,9 @@ def run(quick):
                     rows.append(common.row(f"{model_name} {label}", f"latency batch {batch_size}", measured[(label, batch_size)], "ms", f"{model_name} savedmodel", base, higher_is_better=False))
             if ("ort int8", batch_size) in measured:
                 rows.append(common.row(f"{model_name} ort int8", f"latency batch {batch_size}", measured[("ort int8", batch_size)], "ms", f"{model_name} ort fp32", measured.get(("ort fp32", batch_size)), higher_is_better=False))
+            for label, baseline in LITERT_BASELINES.items():
+                if (label, batch_size) in measured:
+                    rows.append(common.row(f"{model_name} {label}", f"latency batch {batch_size}", measured[(label, batch_size)], "ms", f"{model_name} {baseline}", measured.get((baseline, batch_size)), higher_is_better=False))
         fp32, saved = measured.get(("ort fp32", 1)), measured.get(("savedmodel", 1))
         limit = 1.0 if model_name == "resnet50" else 0.5
         if model_name in ("mlp", "cnn", "lstm", "bert", "resnet50"):
@@ -224,7 +220,7 @@ def run(quick):
                 x, y = x[:2000], y[:2000]
             accuracy = {}
             for label, file in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
-                accuracy[label] = _accuracy(_ort_session(Path(version_dir) / file), metadata, version_dir, x, y)
+                accuracy[label] = _accuracy(_ort_runner(Path(version_dir) / file), x, y)
             drop = 100 * (accuracy["fp32"] - accuracy["int8"])
             rows.append(common.row(f"{model_name} ort int8 ({method})", f"test accuracy ({len(y)} examples)", accuracy["int8"], "fraction", f"{model_name} ort fp32", accuracy["fp32"]))
             if model_name == "bert":

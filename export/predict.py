@@ -1,9 +1,10 @@
-"""`python -m export.predict`: one predictor over `.keras`, SavedModel and ONNX artifacts.
+"""`python -m export.predict`: one predictor over `.keras` files and every exported format.
 
     python -m export.predict exports/cnn/3 photo.jpg                  # SavedModel (image_bytes signature)
     python -m export.predict exports/cnn/3 --format onnx photos/ --json
     python -m export.predict runs/text_lstm/x/model.keras "a gripping film"
     python -m export.predict exports/mlp/1/model.onnx features.csv
+    python -m export.predict exports/gru/1 --format litert --int8 series.csv
 
 Inputs by modality:
 - image: image files, or folders of them (JPEG/PNG/BMP/GIF).
@@ -12,25 +13,23 @@ Inputs by modality:
 - sequence: CSV files, one series a row, time-major (`t0f0, t0f1, ..., t1f0, ...`);
   shorter rows are zero-padded to the longest, as the models expect.
 
-The ONNX path imports no TensorFlow (an edge box has onnxruntime, numpy and
-Pillow only): this module imports TensorFlow only inside the `.keras` and
-SavedModel predictors.
+An exported artifact is loaded by its format module (`export.formats.<name>.load`).
+The ONNX and LiteRT paths import no TensorFlow (an edge box has a runtime,
+numpy and Pillow only): TensorFlow is imported only inside the `.keras`
+predictor and the SavedModel format's runner.
 """
 
-import csv
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from export import formats
 from export.errors import ExportError
-from kerasdl.contract import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE
+from export.inputs import ImageFile, read_inputs
 from export.cli import OneLineParser, quiet_libraries
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-MODEL_CARD = os.path.join("assets.extra", "model_card.json")
+from kerasdl.runtime import ArtifactError, pad_sequences
 
 
 class Predictor:
@@ -73,78 +72,43 @@ class KerasPredictor(Predictor):
         return keras_probabilities(self.model, batch, self.metadata)
 
 
-class SavedModelPredictor(Predictor):
-    """A kerasdl SavedModel (a version folder): `serving_default`, or `image_bytes` for image files."""
+class FormatPredictor(Predictor):
+    """An exported artifact loaded by its format (`export.formats`): SavedModel, ONNX, LiteRT.
 
-    kind = "savedmodel"
+    Image files go to a runner's `predict_image_bytes` when it has one (the
+    SavedModel's `image_bytes` signature, the path TF Serving clients use);
+    otherwise they are decoded with Pillow and the runner gets pixels.
+    """
 
-    def __init__(self, directory):
-        import tensorflow as tf
-
-        card_path = Path(directory) / MODEL_CARD
-        if not card_path.is_file():
-            raise ExportError(f"{directory}: no {MODEL_CARD}; not a SavedModel written by python -m export.run")
-        card = json.loads(card_path.read_text())
-        self.loaded = tf.saved_model.load(str(directory))
-        self.input_name = card["input_spec"]["name"]
-        super().__init__(card["class_names"], card["modality"], (card.get("input") or {}).get("shape"))
+    def __init__(self, runner):
+        if runner.class_names is None or not getattr(runner, "has_metadata", True):
+            raise ExportError(f"{runner.path}: no kerasdl metadata_props (class_names, modality); export it with python -m export.run")
+        self.runner = runner
+        self.kind = runner.kind
+        super().__init__(runner.class_names, runner.modality, runner.input_shape)
 
     def predict(self, examples):
-        import tensorflow as tf
-
-        if self.modality == "image" and all(isinstance(item, ImageFile) for item in examples):
-            # The served path: TF Serving clients send encoded bytes.
-            signature = self.loaded.signatures[IMAGE_BYTES_SIGNATURE]
-            outputs = signature(**{IMAGE_BYTES_INPUT: tf.constant([item.data for item in examples])})
+        if self.modality == "image" and all(isinstance(item, ImageFile) for item in examples) and hasattr(self.runner, "predict_image_bytes"):
+            return self.runner.predict_image_bytes([item.data for item in examples])
+        if self.modality == "image":
+            examples = [item.pixels(self.input_shape) if isinstance(item, ImageFile) else item for item in examples]
         elif self.modality == "text":
-            outputs = self.loaded.signatures["serving_default"](**{self.input_name: tf.constant([_text_of(i) for i in examples])})
-        else:
-            outputs = self.loaded.signatures["serving_default"](**{self.input_name: tf.constant(_stack(self, examples))})
-        return outputs["probabilities"].numpy()
-
-
-class OnnxPredictor(Predictor):
-    """An ONNX model written by `python -m export.run` (ONNX Runtime; no TensorFlow)."""
-
-    kind = "onnx"
-
-    def __init__(self, path):
-        import onnxruntime
-
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        properties = self.session.get_modelmeta().custom_metadata_map
-        if "class_names" not in properties or "modality" not in properties:
-            raise ExportError(f"{path}: no kerasdl metadata_props (class_names, modality); export it with python -m export.run")
-        spec = json.loads(properties["input_spec"])
-        super().__init__(json.loads(properties["class_names"]), properties["modality"], spec["shape"][1:])
-        self.input_name = spec["name"]
-        self.tokenizer = None
-        if self.modality == "text":
-            from kerasdl.tokenizer import load_tokenizer
-
-            folder = Path(path).parent / "tokenizer"
-            if not (folder / "tokenizer.json").is_file():
-                raise ExportError(f"{folder}: missing; the text model's tokenizer travels beside {Path(path).name}")
-            self.tokenizer = load_tokenizer(folder)
-
-    def predict(self, examples):
-        from export.verify import cast_feed
-
-        if self.modality == "text":
-            feed = self.tokenizer.encode_batch([_text_of(item) for item in examples])
-        else:
-            feed = {self.input_name: _stack(self, examples)}
-        return self.session.run(["probabilities"], cast_feed(self.session, feed))[0]
+            examples = [_text_of(item) for item in examples]
+        try:
+            return self.runner.predict(examples)
+        except ArtifactError as error:
+            raise ExportError(str(error)) from None
 
 
 def load_predictor(artifact, artifact_format=None, int8=False):
     """Returns the predictor for `artifact`.
 
     Args:
-        artifact: a `.keras` file, an `.onnx` file, a SavedModel/version folder,
-            or a model base path (`exports/<name>`, whose newest version is used).
-        artifact_format: "savedmodel" or "onnx" to choose inside a version folder.
-        int8: use `model.int8.onnx` of a version folder.
+        artifact: a `.keras` file, an exported model file (`model.onnx`, ...), a
+            version folder, or a model base path (`exports/<name>`, whose newest version is used).
+        artifact_format: a name of `export.formats.NAMES` to choose inside a version
+            folder; None takes the SavedModel when present, else the first format found.
+        int8: use the format's int8 file (`model.int8.onnx`, ...) of a version folder.
 
     Example:
     >>> predictor = load_predictor("exports/cnn/3", "onnx")
@@ -157,110 +121,39 @@ def load_predictor(artifact, artifact_format=None, int8=False):
     if path.is_file():
         if path.suffix == ".keras":
             return KerasPredictor(path)
-        if path.suffix == ".onnx":
-            return OnnxPredictor(path)
-        raise ExportError(f"{path}: not a .keras or .onnx file, nor a SavedModel folder")
-    versions = sorted(int(entry.name) for entry in path.iterdir() if entry.is_dir() and entry.name.isdigit())
-    if versions and not (path / "saved_model.pb").exists() and not (path / "model.onnx").exists():
-        path = path / str(versions[-1])
-    onnx_file = path / ("model.int8.onnx" if int8 else "model.onnx")
-    if artifact_format == "onnx" or int8 or (artifact_format is None and not (path / "saved_model.pb").exists()):
-        if not onnx_file.is_file():
-            raise ExportError(f"{path}: no {onnx_file.name}; export with --format onnx{' --quantize int8' if int8 else ''}")
-        return OnnxPredictor(onnx_file)
-    if artifact_format not in (None, "savedmodel"):
-        raise ExportError(f"unknown format {artifact_format!r}; use savedmodel or onnx")
-    if not (path / "saved_model.pb").is_file():
-        raise ExportError(f"{path}: no saved_model.pb; export with --format savedmodel")
-    return SavedModelPredictor(path)
+        found = formats.format_of_file(path)
+        if found is None:
+            raise ExportError(f"{path}: not a .keras file, an exported model file ({', '.join(_file_names('fp32'))}), nor a version folder")
+        return _format_predictor(found[0], path)
+    variant = "int8" if int8 else "fp32"
+    if not any((path / name).exists() for name in _file_names("fp32")):
+        versions = sorted(int(entry.name) for entry in path.iterdir() if entry.is_dir() and entry.name.isdigit())
+        if versions:
+            path = path / str(versions[-1])
+    if artifact_format is None:
+        # The SavedModel is what TF Serving answers with; int8 exists only for the runtime formats.
+        candidates = [name for name in formats.NAMES if variant in formats.get_format(name).FILES]
+        present = [name for name in candidates if (path / formats.get_format(name).FILES[variant]).is_file()]
+        artifact_format = present[0] if present else next(name for name in candidates if name != "savedmodel")
+    elif artifact_format not in formats.NAMES:
+        raise ExportError(f"unknown format {artifact_format!r}; use one of {', '.join(formats.NAMES)}")
+    files = formats.get_format(artifact_format).FILES
+    if variant not in files:
+        raise ExportError(f"the {artifact_format} format has no int8 variant; use --format {' or '.join(formats.quantizable_formats())}")
+    if not (path / files[variant]).is_file():
+        raise ExportError(f"{path}: no {files[variant]}; export with --format {artifact_format}{' --quantize int8' if int8 else ''}")
+    return _format_predictor(artifact_format, path / files[variant])
 
 
-class ImageFile:
-    """An image input: its path and encoded bytes (decoded on demand with Pillow)."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.data = Path(path).read_bytes()
-
-    def pixels(self, shape):
-        """Returns float32 `[H, W, C]` pixels 0-255, converted to C channels and resized to H x W."""
-        import io
-
-        from PIL import Image
-
-        height, width, channels = shape
-        try:
-            image = Image.open(io.BytesIO(self.data))
-            image.seek(0)
-            image = image.convert("L" if channels == 1 else "RGB")
-        except Exception as error:  # Pillow raises several types for bad files.
-            raise ExportError(f"{self.path}: cannot decode the image ({error})") from None
-        if height is not None and width is not None and image.size != (width, height):
-            image = image.resize((width, height), Image.BILINEAR)
-        pixels = np.asarray(image, dtype="float32")
-        return pixels[..., None] if channels == 1 else pixels
-
-    def __str__(self):
-        return self.path
+def _format_predictor(format_name, path):
+    try:
+        return FormatPredictor(formats.get_format(format_name).load(path))
+    except ArtifactError as error:
+        raise ExportError(str(error)) from None
 
 
-def read_inputs(arguments, modality, input_shape):
-    """Turns command-line inputs into `(examples, labels)` for a predictor.
-
-    Args:
-        arguments: the input arguments (paths, texts).
-        modality: "image" | "features" | "sequence" | "text".
-        input_shape: the model's raw input shape (without batch).
-
-    Returns:
-        `(examples, labels)`: a list of raw examples and a printable label per example.
-    """
-    if not arguments:
-        raise ExportError("no inputs given; pass image files/folders, texts, or a CSV file")
-    if modality == "image":
-        files = []
-        for argument in arguments:
-            path = Path(argument)
-            if path.is_dir():
-                files += sorted(item for item in path.iterdir() if item.suffix.lower() in IMAGE_EXTENSIONS)
-            elif path.is_file():
-                files.append(path)
-            else:
-                raise ExportError(f"{path}: no such image file or folder")
-        if not files:
-            raise ExportError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(arguments)}")
-        examples = [ImageFile(path) for path in files]
-        return examples, [str(item) for item in examples]
-    if modality == "text":
-        texts = []
-        for argument in arguments:
-            path = Path(argument)
-            if path.suffix == ".txt" and path.is_file():
-                texts += [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
-            else:
-                texts.append(argument)
-        return texts, texts
-    rows, labels = [], []
-    for argument in arguments:
-        path = Path(argument)
-        if not path.is_file():
-            raise ExportError(f"{path}: no such CSV file; {modality} inputs are read from CSV files")
-        for number, row in enumerate(_csv_rows(path)):
-            rows.append(row)
-            labels.append(f"{path.name}:{number + 1}")
-    if not rows:
-        raise ExportError(f"no rows of numbers in {', '.join(arguments)}")
-    if modality == "features":
-        width = int(input_shape[-1])
-        bad = [label for label, row in zip(labels, rows) if len(row) != width]
-        if bad:
-            raise ExportError(f"{bad[0]}: expected {width} features per row")
-        return [np.asarray(row, dtype="float32") for row in rows], labels
-    features = int(input_shape[-1])
-    bad = [label for label, row in zip(labels, rows) if len(row) % features]
-    if bad:
-        raise ExportError(f"{bad[0]}: a series row needs a multiple of {features} values (time-major)")
-    return [np.asarray(row, dtype="float32").reshape(-1, features) for row in rows], labels
+def _file_names(variant):
+    return [module.FILES[variant] for module in map(formats.get_format, formats.NAMES) if variant in module.FILES]
 
 
 def format_predictions(labels, probabilities, class_names, top=3):
@@ -296,11 +189,7 @@ def _stack(predictor, examples):
     if predictor.modality == "image":
         return np.stack([item.pixels(predictor.input_shape) if isinstance(item, ImageFile) else item for item in examples]).astype("float32")
     if predictor.modality == "sequence":
-        length = max(len(item) for item in examples)
-        batch = np.zeros((len(examples), length, examples[0].shape[-1]), "float32")
-        for index, item in enumerate(examples):
-            batch[index, : len(item)] = item
-        return batch
+        return pad_sequences(examples)
     return np.stack(examples).astype("float32")
 
 
@@ -308,27 +197,13 @@ def _text_of(item):
     return item if isinstance(item, str) else str(item)
 
 
-def _csv_rows(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.reader(handle)):
-            cells = [cell.strip() for cell in row if cell.strip()]
-            if not cells:
-                continue
-            try:
-                yield [float(cell) for cell in cells]
-            except ValueError:
-                if number == 0:
-                    continue  # A header row.
-                raise ExportError(f"{path}:{number + 1}: not a row of numbers") from None
-
-
 def build_parser():
-    parser = OneLineParser(prog="python -m export.predict", description="Classify inputs with a .keras, SavedModel or ONNX artifact.")
+    parser = OneLineParser(prog="python -m export.predict", description="Classify inputs with a .keras file or an exported artifact (SavedModel, ONNX, ...).")
     parser.add_argument("artifact", help="a .keras file, an .onnx file, a version folder (exports/<name>/<N>) or exports/<name>")
     parser.add_argument("inputs", nargs="+", help="image files/folders, texts (or .txt files), or CSV files")
-    parser.add_argument("--format", choices=["savedmodel", "onnx"], default=None, dest="artifact_format",
+    parser.add_argument("--format", choices=list(formats.NAMES), default=None, dest="artifact_format",
                         help="which artifact of a version folder (default: the SavedModel when present)")
-    parser.add_argument("--int8", action="store_true", help="use model.int8.onnx of a version folder")
+    parser.add_argument("--int8", action="store_true", help="use the int8 variant (model.int8.onnx, ...) of a version folder")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--top", type=int, default=3, help="classes shown per input in text output")
     return parser

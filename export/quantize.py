@@ -1,6 +1,6 @@
-"""int8 ONNX models with ONNX Runtime quantization, and how much they cost in accuracy.
+"""int8 ONNX models with ONNX Runtime quantization, and how much int8 costs in accuracy (any format).
 
-Two recipes (`export.spec.quantization_method` picks one per model):
+Two ONNX recipes (the model's registry entry, `ModelEntry.quantization`, picks one):
 - dynamic (`quantize_dynamic`): int8 weights, activation scales computed per
   batch at run time; for Dense, LSTM and attention models.
 - static QDQ per-channel (`quantize_static`): int8 weights and activations with
@@ -98,24 +98,26 @@ def quantize_int8(fp32_path, int8_path, method, calibration_feeds=None):
     return details
 
 
-def compare_int8(fp32_path, int8_path, feed, labels=None):
-    """Measures the int8 model against the float one on `feed` (held-out examples).
+def int8_comparison(fp32_probabilities, int8_probabilities, labels, fp32_path, int8_path):
+    """Measures an int8 model against its float twin on the same held-out examples (any format).
 
     Args:
-        fp32_path, int8_path: the two ONNX models.
-        feed: `{input_name: array}` of held-out examples.
-        labels: their true class ids, or None (synthetic examples): then
+        fp32_probabilities, int8_probabilities: the two models' probabilities `[N, K]`.
+        labels: the examples' true class ids, or None (synthetic examples): then
             "accuracy" is measured against the float model's predictions.
+        fp32_path, int8_path: the two files (for their sizes).
 
     Returns:
-        `{"size_ratio", "agreement", "fp32_accuracy", "int8_accuracy",
-        "accuracy_drop_points", "labels"}`; `accuracy_drop_points` is in
+        `{"examples", "fp32_bytes", "int8_bytes", "size_ratio", "agreement", "fp32_accuracy",
+        "int8_accuracy", "accuracy_drop_points", "labels"}`; `accuracy_drop_points` is in
         percentage points (fp32 minus int8).
-    """
-    from export.verify import onnx_probabilities
 
-    fp32 = onnx_probabilities(fp32_path, feed).argmax(axis=-1)
-    int8 = onnx_probabilities(int8_path, feed).argmax(axis=-1)
+    Example:
+    >>> int8_comparison(fp32, int8, labels, "model.onnx", "model.int8.onnx")["agreement"]
+    1.0
+    """
+    fp32 = np.asarray(fp32_probabilities).argmax(axis=-1)
+    int8 = np.asarray(int8_probabilities).argmax(axis=-1)
     reference = np.asarray(labels) if labels is not None else fp32
     fp32_accuracy = float(np.mean(fp32 == reference))
     int8_accuracy = float(np.mean(int8 == reference))
@@ -130,6 +132,16 @@ def compare_int8(fp32_path, int8_path, feed, labels=None):
         "accuracy_drop_points": 100.0 * (fp32_accuracy - int8_accuracy),
         "labels": "held-out labels" if labels is not None else "fp32 predictions (no labels)",
     }
+
+
+def int8_summary(label, comparison, max_accuracy_drop):
+    """Returns the one progress line that reports an int8 comparison, e.g. "int8 (static): size 27.1 % of fp32, ..."."""
+    return (
+        f"{label}: size {100 * comparison['size_ratio']:.1f} % of fp32, agreement with fp32 "
+        f"{100 * comparison['agreement']:.1f} %, accuracy {100 * comparison['fp32_accuracy']:.1f} % -> "
+        f"{100 * comparison['int8_accuracy']:.1f} % (drop {comparison['accuracy_drop_points']:.2f} points, "
+        f"limit {max_accuracy_drop}; vs {comparison['labels']})"
+    )
 
 
 def _preprocessed(source, target):

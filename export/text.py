@@ -76,3 +76,26 @@ def tokenizer_parity(model, metadata, tokenizer, texts):
         same_rows &= np.all(actual[name] == values, axis=1)
         differing += int(np.sum(actual[name] != values))
     return float(same_rows.mean()), differing
+
+
+def export_tokenizer(job):
+    """Writes `tokenizer/` into the version folder and checks it against the in-graph tokenizer.
+
+    The token-id formats (ONNX, LiteRT) share this folder; the exporter calls
+    this once, before the first of them.
+
+    Returns:
+        `(tokenizer.json content, ParityResult)`: a separate parity row says which half is
+        wrong when a token-id format's parity fails (the Python tokenizer must give the
+        in-graph tokenizer's ids exactly).
+    """
+    from export.verify import ParityResult
+    from kerasdl.contract import TOKENIZER_DIR
+    from kerasdl.tokenizer import load_tokenizer
+
+    source = job.source
+    info = write_tokenizer(source.model, source.metadata, job.folder / TOKENIZER_DIR)
+    agreement, differing = tokenizer_parity(source.model, source.metadata, load_tokenizer(job.folder / TOKENIZER_DIR), source.examples)
+    row = ParityResult("tokenizer", "token_ids", len(source.examples), float(differing), 0.0, agreement,
+                       differing == 0, "" if differing == 0 else f"{differing} ids differ")
+    return info, row

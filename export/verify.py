@@ -1,27 +1,25 @@
 """Parity checks: every exported artifact must give the Keras model's answers.
 
 The reference is the Keras model itself, `softmax(model(x))`, on held-out
-examples. The SavedModel is reloaded the way TF Serving loads it (the TF1
-loader with the "serve" tag in a fresh graph and session), ONNX models with
-ONNX Runtime. A result is OK when the largest absolute difference in
-probabilities is within the model's tolerance (`export.spec.TOLERANCES`) and
-every predicted class agrees, except where the Keras model itself has a near
-tie (its two best probabilities closer than twice the tolerance), where a
-flipped argmax is rounding, not a defect.
+examples; each format reloads its artifact and runs it (`export.formats`:
+the SavedModel as TF Serving loads it, ONNX and LiteRT with their
+TensorFlow-free runners). A result is OK when the largest absolute difference
+in probabilities is within the tolerance (`export.formats.tolerance`: the
+model's own, else the format's default) and every predicted class agrees,
+except where the Keras model itself has a near tie (its two best
+probabilities closer than twice the tolerance), where a flipped argmax is
+rounding, not a defect.
 """
 
 import dataclasses
 
 import numpy as np
 
-from kerasdl.contract import OUTPUT_NAMES
-
-
 @dataclasses.dataclass
 class ParityResult:
     """One row of the parity table."""
 
-    artifact: str  # "savedmodel", "onnx", "onnx-int8"
+    artifact: str  # the format ("savedmodel", "onnx", ...) or "tokenizer"
     signature: str  # signature or input kind, e.g. "serving_default", "image_bytes", "probabilities"
     examples: int
     max_abs_diff: float
@@ -72,86 +70,6 @@ def compare(artifact, signature, actual, expected, tolerance, detail=""):
     near_tie = (top_two[:, 1] - top_two[:, 0]) <= 2 * tolerance
     ok = bool(difference <= tolerance and np.all(agree | near_tie))
     return ParityResult(artifact, signature, len(expected), difference, tolerance, float(agree.mean()), ok, detail)
-
-
-class ServingSession:
-    """A SavedModel loaded as TF Serving loads it: TF1 loader, "serve" tag, fresh graph and session.
-
-    Use as a context manager; `run(signature, feed)` returns the signature's
-    outputs as numpy arrays by output name.
-
-    Example:
-    >>> with ServingSession("exports/cnn/1") as session:
-    ...     session.run("serving_default", {"images": images})["class_names"]
-    """
-
-    def __init__(self, directory):
-        self.directory = str(directory)
-
-    def __enter__(self):
-        import tensorflow as tf
-
-        self._graph = tf.Graph()
-        self._session = tf.compat.v1.Session(graph=self._graph)
-        with self._graph.as_default():
-            self.meta_graph = tf.compat.v1.saved_model.loader.load(self._session, ["serve"], self.directory)
-        self.signatures = {
-            name: signature
-            for name, signature in self.meta_graph.signature_def.items()
-            if not name.startswith("__")
-        }
-        return self
-
-    def __exit__(self, *exc_info):
-        self._session.close()
-
-    def run(self, signature_name, feed):
-        signature = self.signatures[signature_name]
-        if sorted(feed) != sorted(signature.inputs):
-            raise KeyError(f"signature {signature_name} takes {sorted(signature.inputs)}, got {sorted(feed)}")
-        fetches = {name: tensor.name for name, tensor in signature.outputs.items()}
-        feeds = {signature.inputs[name].name: value for name, value in feed.items()}
-        return self._session.run(fetches, feeds)
-
-
-def check_serving_outputs(outputs, class_names):
-    """Returns "" when `class_ids`/`class_names` agree with `probabilities`, else what is wrong."""
-    missing = [name for name in OUTPUT_NAMES if name not in outputs]
-    if missing:
-        return f"missing outputs {missing}"
-    expected_ids = np.asarray(outputs["probabilities"]).argmax(axis=-1)
-    if not np.array_equal(np.asarray(outputs["class_ids"]), expected_ids):
-        return "class_ids != argmax(probabilities)"
-    names = [value.decode() if isinstance(value, bytes) else str(value) for value in outputs["class_names"]]
-    if names != [str(class_names[index]) for index in expected_ids]:
-        return "class_names do not match class_ids"
-    return ""
-
-
-def onnx_probabilities(path, feed, batch_size=32):
-    """Runs the ONNX model at `path` on `feed` (`{input: array}`) with ONNX Runtime; returns probabilities."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = cast_feed(session, feed)
-    total = len(next(iter(feed.values())))
-    outputs = []
-    for start in range(0, total, batch_size):
-        outputs.append(session.run(["probabilities"], {k: v[start : start + batch_size] for k, v in feed.items()})[0])
-    return np.concatenate(outputs, axis=0)
-
-
-# ONNX Runtime type strings of the inputs kerasdl models take, as numpy dtypes.
-ONNX_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
-
-
-def cast_feed(session, feed):
-    """Casts each array of `feed` to the dtype the ONNX session's input of that name declares.
-
-    Token ids come out of `export.tokenizer` as int64; a BERT graph may declare int32.
-    """
-    types = {value.name: ONNX_TYPES.get(value.type) for value in session.get_inputs()}
-    return {name: np.asarray(value, dtype=types.get(name) or None) for name, value in feed.items()}
 
 
 def format_table(results):

@@ -62,6 +62,9 @@ class DataConfig:
     # Text tables: column names; None guesses from common names (text/sentence, label).
     text_column: typing.Optional[str] = None
     label_column: typing.Optional[str] = None
+    # Text files' encoding (e.g. "latin-1"); None detects it: a byte-order mark, else UTF-8,
+    # else cp1252 with a note, which covers the files spreadsheets write.
+    encoding: typing.Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -422,6 +425,8 @@ RULES = {
     "data.on_bad_file": Rule(choices=("skip", "fail")),
     "data.text_column": Rule(example="sentence"),
     "data.label_column": Rule(example="label"),
+    # Whether the codec exists is checked by the data loaders (kerasdl.data.textfile).
+    "data.encoding": Rule(example="latin-1"),
     "augment.enabled": Rule(example=True),
     "augment.flip": Rule(choices=("horizontal", "vertical", "horizontal_and_vertical", "none")),
     "augment.rotation": Rule(minimum=0.0, maximum=1.0),

@@ -252,8 +252,11 @@ def _serving_input(metadata_signatures, signature_name):
 def _read_csv(path, dims):
     """Reads numeric rows; a sequence model ([B, T, F]) gets each row as a univariate series."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+        # utf-8-sig: a byte-order mark would hide the first number and drop the row as a header;
+        # bytes that are not UTF-8 cannot be numbers, so replacing them leaves the row errors exact.
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+            delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
+            rows = [row for row in csv.reader(handle, delimiter=delimiter) if row and any(cell.strip() for cell in row)]
     except OSError as error:
         raise ServingError(f"cannot read {path}: {error.strerror}") from None
     values = []

@@ -10,11 +10,16 @@
     a `.csv/.tsv/.jsonl` a text table (text models), or a UCR-style numeric series file
                          (label first, then the series) for sequence models;
     a UCR prefix         `.../GunPoint` for `GunPoint_TRAIN.txt` + `GunPoint_TEST.txt`.
+
+Text files are decoded and split as `kerasdl.data.textfile` says (encoding detected unless
+`data.encoding` is set; `.tsv` tab, `.csv` comma). Every split is checked before training:
+classes too small for the fractions, and empty splits, are a `DataError`.
 """
 
 import os
 
 from kerasdl.data.source import DataError, DataSplits, Split
+from kerasdl.data.textfile import check_encoding, decode, first_line
 
 __all__ = ["DataError", "DataSplits", "Split", "load_data"]
 
@@ -30,9 +35,20 @@ def load_data(data_config, modalities, seed):
         seed: the split seed.
 
     Returns:
-        `DataSplits`.
+        `DataSplits` whose three splits all hold examples.
+
+    Raises:
+        DataError: bad data, named by file (and line), with what to do.
     """
+    splits = _load(data_config, modalities, seed)
+    _check_not_empty(splits, data_config)
+    return splits
+
+
+def _load(data_config, modalities, seed):
     source = data_config.source
+    encoding = data_config.encoding
+    check_encoding(encoding)
     fractions = dict(validation_fraction=data_config.validation_fraction)
     if source == "default":
         if modalities[0] == "text":
@@ -75,10 +91,10 @@ def load_data(data_config, modalities, seed):
         if not numeric:
             raise DataError(f"{source}: .npz holds arrays, but this model takes text; use a CSV/TSV/JSONL table")
         return load_npz(source, numeric[0], test_fraction=data_config.test_fraction, seed=seed, **fractions)
-    if "sequence" in modalities and (_is_ucr_prefix(source) or (os.path.isfile(source) and _is_numeric_table(source))):
+    if "sequence" in modalities and (_is_ucr_prefix(source) or (os.path.isfile(source) and _is_numeric_table(source, encoding))):
         from kerasdl.data.ucr import load_ucr
 
-        return load_ucr(source, seed=seed, test_fraction=data_config.test_fraction, **fractions)
+        return load_ucr(source, seed=seed, test_fraction=data_config.test_fraction, encoding=encoding, **fractions)
     if os.path.isfile(source) and source.lower().endswith(_TABLE_SUFFIXES):
         return _text_table(source, data_config, modalities, seed)
     if not os.path.exists(source):
@@ -94,7 +110,7 @@ def _text_table(source, data_config, modalities, seed):
     return load_text_table(
         source, text_column=data_config.text_column, label_column=data_config.label_column,
         validation_fraction=data_config.validation_fraction, test_fraction=data_config.test_fraction,
-        seed=seed, max_examples=data_config.max_examples,
+        seed=seed, max_examples=data_config.max_examples, encoding=data_config.encoding,
     )
 
 
@@ -107,12 +123,33 @@ def _is_ucr_prefix(source):
     return os.path.isfile(source + "_TRAIN.txt") or os.path.isfile(source + "_TRAIN.tsv")
 
 
-def _is_numeric_table(path):
-    """True when the first line is all numbers (a UCR series file, not a text table)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        first = handle.readline().replace(",", " ").replace("\t", " ").split()
+def _is_numeric_table(path, encoding=None):
+    """True when the first line is all numbers (a UCR series file, not a text table).
+
+    The line is split as the series loader splits it (`kerasdl.data.ucr`).
+    """
+    from kerasdl.data.ucr import series_delimiter, split_series_line
+
     try:
-        [float(value) for value in first]
+        with open(path, "rb") as handle:
+            head = handle.read(64 * 1024)
+    except OSError:
+        return False  # The loader that reads it names the problem.
+    text, _ = decode(head, path, encoding, errors="replace")
+    fields = split_series_line(first_line(text), series_delimiter(path, text))
+    try:
+        [float(value) for value in fields if value]
     except ValueError:
         return False
-    return bool(first)
+    return bool(fields)
+
+
+def _check_not_empty(splits, data_config):
+    """Refuses splits that would let a run train and then fail on an empty evaluation."""
+    for name in ("train", "validation", "test"):
+        if getattr(splits, name).size == 0:
+            remedy = {"train": "add examples", "validation": "set data.validation_fraction above 0 (e.g. 0.1)",
+                      "test": "set data.test_fraction above 0 (e.g. 0.1)"}[name]
+            raise DataError(
+                f"{data_config.source}: the {name} split is empty; training needs train, validation and test examples; {remedy}"
+            )

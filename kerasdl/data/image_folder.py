@@ -1,8 +1,12 @@
 """Image folders (`root/<class>/*.jpg|png`), streamed from disk with tf.data.
 
 Only JPEG and PNG files are read (recognised by their first bytes, not their names).
-Every other file, and every JPEG/PNG that does not decode, is a *bad file*. By default
-bad files are skipped, counted and named in one warning before training starts; with
+Every other file, and every JPEG/PNG that does not decode, is a *bad file*. Before
+training, every file the splits use is decoded in full with the pipeline's own
+`decode_image` (same decoder, channels and size), in one parallel tf.data pass, so any
+corruption (a JPEG cut short after a valid header, which Pillow's `verify()` passes, a
+truncated PNG, a CMYK JPEG read as grey) is found then and not mid-epoch. By default bad
+files are skipped, counted and named in one warning before training starts; with
 `on_bad_file="fail"` the first one stops the run with its path. Skipping is the default
 because real folders carry strays: `hymenoptera/train/ants/imageNotFound.gif` is a
 placeholder GIF, not a photo.
@@ -15,6 +19,7 @@ Layouts:
 """
 
 import os
+import re
 
 import numpy as np
 
@@ -22,6 +27,9 @@ from kerasdl.data.source import DataError, DataSplits, Split, stratified_split
 
 _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
+# Files decoded per tf.data pass of the pre-check; with on_bad_file="fail" it stops after
+# the first chunk that holds a bad file.
+_CHECK_CHUNK = 4096
 
 
 def load_image_folder(
@@ -36,7 +44,8 @@ def load_image_folder(
 ):
     """Indexes an image folder and returns streamed splits of raw pixels (float32, 0-255).
 
-    Only file names are held in memory; images are decoded in the tf.data pipeline.
+    Only file names are held in memory; images are decoded in the tf.data pipeline, after
+    a pre-check that decodes each used file once (see the module docstring).
 
     Args:
         root: the folder.
@@ -45,37 +54,45 @@ def load_image_folder(
         channels: 1 or 3; None takes the first image's channel count (grey stays grey).
         validation_fraction, test_fraction, seed: the split of a single pool.
         on_bad_file: "skip" (warn with a count) or "fail".
-        max_examples: cap per split (after a seeded shuffle), for quick runs.
+        max_examples: cap per split (after a seeded shuffle), for quick runs; only the
+            kept files are decoded by the pre-check.
+
+    Raises:
+        DataError: no classes, a class without usable images, classes too small to
+            split, or (with on_bad_file="fail") the first bad file.
 
     Example:
     >>> splits = load_image_folder("../shared/data/cifar10-test-jpg", max_examples=200)
     >>> splits.input_shape
     (32, 32, 3)
     """
+    root = os.fspath(root)
     if not os.path.isdir(root):
         raise DataError(f"{root}: no such folder; pass a folder laid out as root/<class>/*.jpg")
     if on_bad_file not in ("skip", "fail"):
         raise DataError(f"data.on_bad_file must be 'skip' or 'fail', got {on_bad_file!r}")
+    if channels not in (None, 1, 3):
+        raise DataError(f"data.channels must be 1 or 3, got {channels}")
     subfolders = {name.lower(): name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name))}
     validation_name = subfolders.get("val") or subfolders.get("validation")
+    bad = []
     if "train" in subfolders and validation_name:
-        train_files, train_labels, class_names = _index(os.path.join(root, subfolders["train"]), None, on_bad_file)
-        held_files, held_labels, _ = _index(os.path.join(root, validation_name), class_names, on_bad_file)
-        train, validation, _ = stratified_split(train_labels, validation_fraction, 0.0, seed)
-        parts = {
-            "train": (train_files[train], train_labels[train]),
-            "validation": (train_files[validation], train_labels[validation]),
-        }
+        train_folder = os.path.join(root, subfolders["train"])
+        train_files, train_labels, class_names = _index(train_folder, None, on_bad_file, bad)
+        held_files, held_labels, _ = _index(os.path.join(root, validation_name), class_names, on_bad_file, bad)
         if "test" in subfolders:
-            test_files, test_labels, _ = _index(os.path.join(root, subfolders["test"]), class_names, on_bad_file)
-            parts["validation"] = (held_files, held_labels)
-            parts["train"] = (train_files, train_labels)
-            parts["test"] = (test_files, test_labels)
+            test_files, test_labels, _ = _index(os.path.join(root, subfolders["test"]), class_names, on_bad_file, bad)
+            parts = {"train": (train_files, train_labels), "validation": (held_files, held_labels), "test": (test_files, test_labels)}
         else:
-            parts["test"] = (held_files, held_labels)
+            train, validation, _ = stratified_split(train_labels, validation_fraction, 0.0, seed, class_names, train_folder)
+            parts = {
+                "train": (train_files[train], train_labels[train]),
+                "validation": (train_files[validation], train_labels[validation]),
+                "test": (held_files, held_labels),
+            }
     else:
-        files, labels, class_names = _index(root, None, on_bad_file)
-        train, validation, test = stratified_split(labels, validation_fraction, test_fraction, seed)
+        files, labels, class_names = _index(root, None, on_bad_file, bad)
+        train, validation, test = stratified_split(labels, validation_fraction, test_fraction, seed, class_names, root)
         parts = {name: (files[index], labels[index]) for name, index in zip(("train", "validation", "test"), (train, validation, test))}
 
     if max_examples:
@@ -85,12 +102,15 @@ def load_image_folder(
                 keep = np.sort(rng.permutation(len(files))[:max_examples])
                 parts[name] = (files[keep], labels[keep])
 
-    first = parts["train"][0][0]
-    native_height, native_width, native_channels = _peek(first)
+    native_height, native_width, native_channels = _native_shape(parts["train"][0], root)
     height, width = image_size if image_size else (native_height, native_width)
     channels = channels or native_channels
-    if channels not in (1, 3):
-        raise DataError(f"data.channels must be 1 or 3, got {channels}")
+    parts = _drop_undecodable(parts, (int(height), int(width)), channels, on_bad_file, bad, root)
+    _check_classes_remain(parts, class_names, root)
+    if bad:
+        bad.sort()
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        print(f"warning: skipped {len(bad)} bad file(s) in {root}: {shown}")
     splits = {name: _streamed(files, labels, (height, width), channels) for name, (files, labels) in parts.items()}
     total = sum(split.size for split in splits.values())
     return DataSplits(
@@ -128,8 +148,11 @@ def _streamed(files, labels, image_size, channels):
     return split
 
 
-def _index(folder, class_names, on_bad_file):
-    """Lists `folder/<class>/*`, checks every file, and returns paths, labels and class names."""
+def _index(folder, class_names, on_bad_file, bad):
+    """Lists `folder/<class>/*`, checks each file's first bytes, and returns paths, labels and class names.
+
+    Files that are not JPEG/PNG are appended to `bad` (or fail the run).
+    """
     found = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)) and not name.startswith("."))
     if class_names is None:
         class_names = found
@@ -139,57 +162,115 @@ def _index(folder, class_names, on_bad_file):
             raise DataError(f"{folder}: only one class folder ({class_names[0]!r}); a classifier needs at least two")
     elif sorted(found) != sorted(class_names):
         raise DataError(f"{folder}: class folders {found} differ from the training classes {class_names}")
-    paths, labels, bad = [], [], []
+    paths, labels = [], []
     for label, name in enumerate(class_names):
         class_folder = os.path.join(folder, name)
         files = sorted(entry for entry in os.listdir(class_folder) if not entry.startswith("."))
         good = 0
         for entry in files:
             path = os.path.join(class_folder, entry)
-            problem = _check_file(path)
+            problem = _check_header(path)
             if problem:
-                if on_bad_file == "fail":
-                    raise DataError(f"{path}: {problem}; remove it, or set data.on_bad_file=skip to skip such files")
-                bad.append(f"{path} ({problem})")
+                _bad_file(path, problem, on_bad_file, bad)
                 continue
             paths.append(path)
             labels.append(label)
             good += 1
         if good == 0:
             raise DataError(f"{class_folder}: no readable JPEG/PNG images in this class folder; add images or remove the folder")
-    if bad:
-        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        print(f"warning: skipped {len(bad)} bad file(s) in {folder}: {shown}")
     return np.asarray(paths), np.asarray(labels, dtype=np.int64), list(class_names)
 
 
-def _check_file(path):
-    """Returns None for a decodable JPEG/PNG, else why the file is bad.
+def _bad_file(path, problem, on_bad_file, bad):
+    if on_bad_file == "fail":
+        raise DataError(f"{path}: {problem}; remove it, or set data.on_bad_file=skip to skip such files")
+    bad.append(f"{path} ({problem})")
 
-    Pillow's `verify()` walks the whole file without keeping the pixels, so a truncated
-    or corrupt image is caught here, before training, rather than mid-epoch.
-    """
-    from PIL import Image
 
+def _check_header(path):
+    """Returns None when the file starts like a JPEG or PNG, else why it is bad (decoding comes later)."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)
     except OSError as error:
         return f"unreadable: {error.strerror}"
-    if not (head.startswith(_JPEG) or head.startswith(_PNG)):
-        return "not a JPEG or PNG image"
+    if not head:
+        return "an empty file (0 bytes)"
+    if head.startswith(_JPEG) or head.startswith(_PNG):
+        return None
+    return "not a JPEG or PNG image"
+
+
+def _native_shape(files, root):
+    """`(height, width, channels)` of the first file that decodes (channels 1 for grey, else 3)."""
+    import tensorflow as tf
+
+    for path in files:
+        try:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            continue  # A bad file: the pre-check names it.
+        height, width, channels = (int(size) for size in image.shape)
+        return height, width, 1 if channels <= 2 else 3
+    raise DataError(f"{root}: none of the training images decodes; check the files (e.g. open a few in an image viewer)")
+
+
+def _drop_undecodable(parts, image_size, channels, on_bad_file, bad, root):
+    """Decodes every file of `parts` as the pipeline will, and drops (or fails on) those that do not decode."""
+    files = np.unique(np.concatenate([part_files for part_files, _ in parts.values()]))
+    undecodable = set()
+    for start in range(0, len(files), _CHECK_CHUNK):
+        chunk = files[start : start + _CHECK_CHUNK]
+        for index in _failing(chunk, image_size, channels):
+            path = str(chunk[index])
+            undecodable.add(path)
+            _bad_file(path, f"corrupt image: {_decode_error(path, image_size, channels)}", on_bad_file, bad)
+    if not undecodable:
+        return parts
+    kept = {}
+    for name, (part_files, labels) in parts.items():
+        keep = np.array([str(path) not in undecodable for path in part_files], dtype=bool)
+        if len(part_files) and not keep.any():
+            raise DataError(f"{root}: the {name} split has no decodable images left after skipping {len(bad)} bad file(s) ({bad[0]}); fix or replace them")
+        kept[name] = (part_files[keep], labels[keep])
+    return kept
+
+
+def _failing(files, image_size, channels):
+    """Indices of `files` that `decode_image` cannot decode: one parallel tf.data pass.
+
+    Errors are dropped per element (`ignore_errors`) and the missing indices are the bad
+    files. Each decoded image is reduced to a value that depends on its pixels, so the
+    decode cannot be optimised away.
+    """
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(files), dtype=np.int64), files))
+    dataset = dataset.map(
+        lambda index, path: (index, tf.reduce_max(decode_image(path, image_size, channels))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    decoded = np.zeros(len(files), dtype=bool)
+    for indices, _ in dataset.ignore_errors().batch(1024).as_numpy_iterator():
+        decoded[indices] = True
+    return np.flatnonzero(~decoded)
+
+
+def _decode_error(path, image_size, channels):
+    """TensorFlow's reason for a file that does not decode, on one line."""
+    import tensorflow as tf
+
     try:
-        with Image.open(path) as image:
-            image.verify()
-    except Exception as error:  # Pillow raises many types for corrupt files.
-        return f"corrupt image: {error}"
-    return None
+        decode_image(tf.constant(path), image_size, channels)
+    except tf.errors.OpError as error:
+        message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", error.message)
+        return " ".join(message.split())[:200] or type(error).__name__
+    return "it did not decode in the pipeline"
 
 
-def _peek(path):
-    from PIL import Image
-
-    with Image.open(path) as image:
-        width, height = image.size
-        channels = 1 if image.mode in ("L", "I", "I;16", "1") else 3
-    return height, width, channels
+def _check_classes_remain(parts, class_names, root):
+    """Refuses a training split that skipping bad files left without some class."""
+    present = set(parts["train"][1].tolist())
+    missing = [class_names[label] for label in range(len(class_names)) if label not in present]
+    if missing:
+        raise DataError(f"{root}: no decodable training images of class {missing[0]!r} after skipping bad files; add images of it")

@@ -33,18 +33,26 @@ def load_npz(path, modality, validation_fraction=0.1, test_fraction=0.1, seed=42
         raise DataError(f"{path}: not a readable .npz file ({error}); save one with numpy.savez(path, x=..., y=...)") from None
     keys = set(archive.files)
     if {"x", "y"} <= keys:
-        x, y = archive["x"], archive["y"]
+        x, y = _array(archive, "x", path), _array(archive, "y", path)
         pools = None
     elif {"x_train", "y_train", "x_test", "y_test"} <= keys:
-        x = np.concatenate([archive["x_train"], archive["x_test"]])
-        y = np.concatenate([archive["y_train"], archive["y_test"]])
-        check_arrays(archive["x_train"], archive["y_train"], f"{path} (x_train/y_train)")
-        check_arrays(archive["x_test"], archive["y_test"], f"{path} (x_test/y_test)")
-        pools = len(archive["y_train"])
+        x_train, y_train = _array(archive, "x_train", path), _array(archive, "y_train", path)
+        x_test, y_test = _array(archive, "x_test", path), _array(archive, "y_test", path)
+        check_arrays(x_train, y_train, f"{path} (x_train/y_train)")
+        check_arrays(x_test, y_test, f"{path} (x_test/y_test)")
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise DataError(f"{path}: x_train examples have shape {x_train.shape[1:]} but x_test examples {x_test.shape[1:]}")
+        x, y = np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
+        pools = len(y_train)
     else:
         raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test), found {sorted(keys)}")
+    if y.ndim != 1:
+        raise DataError(f"{path}: y must hold one label per example (shape [N]), got shape {y.shape}; pass class ids, not one-hot rows")
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: x must be numeric, got dtype {x.dtype}")
+    x = x.astype(np.float32)
     check_arrays(x, y, path)
-    x = _shape_for(x.astype(np.float32), modality, path)
+    x = _shape_for(x, modality, path)
     values = np.unique(y)
     labels = np.searchsorted(values, y).astype(np.int64)
     class_names = [str(name) for name in archive["class_names"]] if "class_names" in keys else [str(value) for value in values]
@@ -52,10 +60,10 @@ def load_npz(path, modality, validation_fraction=0.1, test_fraction=0.1, seed=42
         raise DataError(f"{path}: class_names has {len(class_names)} entries but y has {len(values)} distinct labels")
     description = f"{os.path.basename(path)}: {len(y)} examples from a .npz file"
     if pools is None:
-        splits = splits_from_arrays(x, labels, class_names, modality, description, validation_fraction, test_fraction, seed)
+        splits = splits_from_arrays(x, labels, class_names, modality, description, validation_fraction, test_fraction, seed, source=path)
     else:
         train_pool = np.arange(pools)
-        train, validation, _ = stratified_split(labels[train_pool], validation_fraction, 0.0, seed)
+        train, validation, _ = stratified_split(labels[train_pool], validation_fraction, 0.0, seed, class_names, path)
         test = np.arange(pools, len(labels))
         parts = {
             "train": (x[train], labels[train]),
@@ -64,6 +72,16 @@ def load_npz(path, modality, validation_fraction=0.1, test_fraction=0.1, seed=42
         }
         splits = splits_from_parts(parts, class_names, modality, x.shape[1:], description)
     return splits
+
+
+def _array(archive, key, path):
+    """Reads one array, refusing pickled objects (unsafe) and damaged members by name."""
+    try:
+        return archive[key]
+    except ValueError as error:  # numpy refuses object arrays when allow_pickle=False.
+        raise DataError(f"{path}: array {key!r} cannot be read without pickle ({error}); save numeric arrays") from None
+    except Exception as error:  # zipfile and numpy raise several types for damaged members.
+        raise DataError(f"{path}: array {key!r} is damaged ({type(error).__name__}: {error})") from None
 
 
 def _shape_for(x, modality, path):

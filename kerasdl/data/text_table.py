@@ -2,6 +2,7 @@
 
 import csv
 import glob
+import io
 import json
 import os
 import sys
@@ -9,6 +10,7 @@ import sys
 import numpy as np
 
 from kerasdl.data.source import DataError, check_arrays, splits_from_parts, stratified_split
+from kerasdl.data.textfile import choose_delimiter, first_line, quoting_for, read_text
 
 # Column names tried, in order, when none is given (compared case-insensitively).
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "body", "tweet")
@@ -31,13 +33,17 @@ def load_text_table(
     test_fraction=0.1,
     seed=0,
     max_examples=None,
+    encoding=None,
 ):
     """Loads labelled texts from a CSV/TSV/JSONL file, or from a folder of official splits.
 
     A file is read as JSON Lines when its extension is `.jsonl`/`.ndjson` or
-    its first character is `{`; otherwise as a delimited table whose first row
-    names the columns (the delimiter is sniffed among tab, comma, semicolon and
-    bar; `.tsv` files fall back to tabs, others to commas). A single file is
+    its first character is `{` (a `.json` file may also hold a list of objects);
+    otherwise as a delimited table whose first row names the columns: `.tsv` is
+    tab-separated (quotes are text, as in GLUE), `.csv` comma-separated, and other
+    extensions are sniffed among the delimiters the header holds. The encoding is
+    detected (UTF-8, a byte-order mark, else cp1252 with a note) unless given; see
+    `kerasdl.data.textfile`. A single file is
     split into train/validation/test (stratified, seeded). A folder must hold
     `train.*`, and may hold `dev.*` (or `validation.*`) and `test.*`, which are
     then used as the validation and test splits (carved from train when absent);
@@ -55,9 +61,14 @@ def load_text_table(
         seed: seed of the splits and of the `max_examples` sample.
         max_examples: keep at most this many examples per split (a seeded random
             sample, in file order), e.g. to keep tests fast; None keeps all.
+        encoding: the files' encoding (e.g. "latin-1"); None detects it.
 
     Returns:
         `DataSplits` with modality "text", input_shape `()`, x an object array of str.
+
+    Raises:
+        DataError: a file that cannot be read as a table (named with its line), missing
+            columns or labels, one class, or classes too small to split.
 
     Example:
     >>> splits = load_text_table("../shared/data/sst2", max_examples=300)
@@ -78,7 +89,7 @@ def load_text_table(
 
     tables = {}
     for split, file in files.items():
-        rows, columns = _read_table(file)
+        rows, columns = _read_table(file, encoding)
         text_name = _choose_column(text_column, TEXT_COLUMNS, columns, file, "text")
         label_name = _choose_column(label_column, LABEL_COLUMNS, columns, file, "label")
         texts, labels = [], []
@@ -108,7 +119,7 @@ def load_text_table(
     # Carve the splits that have no file of their own out of train.
     carve_validation = 0.0 if "validation" in tables else validation_fraction
     carve_test = 0.0 if "test" in tables else test_fraction
-    train, validation, test = stratified_split(ids["train"], carve_validation, carve_test, seed)
+    train, validation, test = stratified_split(ids["train"], carve_validation, carve_test, seed, class_names, train_file)
     parts = {"train": (train_texts[train], ids["train"][train])}
     for split, carved in (("validation", validation), ("test", test)):
         if split in tables:
@@ -147,44 +158,52 @@ def _split_files(folder):
     return files
 
 
-def _read_table(path):
-    """Returns `(rows, columns)`: rows as `(line_number, dict)` and the column names."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        sample = handle.read(64 * 1024)
-        handle.seek(0)
-        if not sample.strip():
-            raise DataError(f"{path}: the file is empty")
-        if path.endswith((".jsonl", ".ndjson")) or sample.lstrip().startswith("{"):
-            return _read_json_lines(path, handle)
-        delimiter = _sniff_delimiter(sample, path)
-        # TSV files (GLUE among them) do not quote: a `"` is part of the text.
-        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-        header = next(reader, None)
-        columns = [name.strip() for name in header]
-        rows = []
-        for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
+def _read_table(path, encoding=None):
+    """Returns `(rows, columns)`: rows as `(line_number, dict)` and the column names.
+
+    The encoding, delimiter and quoting follow `kerasdl.data.textfile`.
+    """
+    text, _ = read_text(path, encoding)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    lowered = path.lower()
+    if lowered.endswith(".json") and text.lstrip().startswith("["):
+        return _read_json_array(path, text)
+    if lowered.endswith((".jsonl", ".ndjson")) or text.lstrip().startswith("{"):
+        return _read_json_lines(path, text)
+    delimiter = choose_delimiter(path, text)
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting_for(delimiter, first_line(text)))
+    rows, columns = [], None
+    try:
+        while True:
+            first = reader.line_num + 1
+            row = next(reader, None)
+            if row is None:
+                break
+            if not row or all(not field.strip() for field in row):
+                continue
+            if columns is None:
+                columns = [name.strip() for name in row]
                 continue
             if len(row) != len(columns):
+                spans = f"a quoted field opened on line {first} runs to line {reader.line_num} (an unclosed quote?); " if reader.line_num > first else ""
                 raise DataError(
-                    f"{path}:{reader.line_num}: {len(row)} fields but the header has {len(columns)} "
-                    f"({', '.join(columns)}); check the delimiter and quoting"
+                    f"{path}:{first}: {len(row)} fields but the header has {len(columns)} "
+                    f"({_listing(columns)}); {spans}check the delimiter ({delimiter!r}) and quoting"
                 )
-            rows.append((reader.line_num, dict(zip(columns, row))))
-        return rows, columns
+            rows.append((first, dict(zip(columns, row))))
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num}: not a readable {delimiter!r}-separated table ({error})") from None
+    return rows, columns or []
 
 
-def _read_json_lines(path, handle):
+def _read_json_lines(path, text):
     rows, columns = [], {}
-    for line_number, line in enumerate(handle, start=1):
+    for line_number, line in enumerate(io.StringIO(text, newline=""), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}:{line_number}: not a JSON object ({error.msg})") from None
+        record = _json_value(line, f"{path}:{line_number}")
         if not isinstance(record, dict):
             raise DataError(f"{path}:{line_number}: each line must be a JSON object with named fields")
         columns.update(dict.fromkeys(record))
@@ -192,31 +211,45 @@ def _read_json_lines(path, handle):
     return rows, list(columns)
 
 
-def _sniff_delimiter(sample, path):
+def _read_json_array(path, text):
+    records = _json_value(text, path)
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+        raise DataError(f"{path}: a .json table must be a list of objects with named fields (or JSON Lines in a .jsonl file)")
+    columns = {}
+    for record in records:
+        columns.update(dict.fromkeys(record))
+    return [(number, record) for number, record in enumerate(records, start=1)], list(columns)
+
+
+def _json_value(text, where):
     try:
-        return csv.Sniffer().sniff(sample, delimiters="\t,;|").delimiter
-    except csv.Error:
-        # The sniffer gives up on irregular samples (e.g. commas inside texts).
-        first_line = sample.splitlines()[0]
-        if path.endswith(".tsv") or "\t" in first_line:
-            return "\t"
-        return ","
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{where}: not valid JSON ({error.msg}, column {error.colno})") from None
+    except (ValueError, RecursionError) as error:  # Over-long integers, nesting deeper than Python's stack.
+        raise DataError(f"{where}: JSON that cannot be read ({type(error).__name__}: {str(error)[:100]})") from None
 
 
 def _choose_column(given, candidates, columns, path, role):
     if given is not None:
         if given in columns:
             return given
-        raise DataError(f"{path}: no {role} column {given!r}; the columns are: {', '.join(map(str, columns))}")
+        raise DataError(f"{path}: no {role} column {given!r}; the columns are: {_listing(columns)}")
     by_lower = {str(name).lower(): name for name in columns}
     for candidate in candidates:
         if candidate in by_lower:
             return by_lower[candidate]
     flag = "--set data.text_column=NAME" if role == "text" else "--set data.label_column=NAME"
     raise DataError(
-        f"{path}: cannot tell which column holds the {role}; the columns are: {', '.join(map(str, columns))}; "
-        f"set {role}_column ({flag})"
+        f"{path}: cannot tell which column holds the {role}; the columns are: {_listing(columns)}; "
+        f"set {role}_column ({flag}), or give the file a header line naming its columns"
     )
+
+
+def _listing(columns, limit=200):
+    """The column names for a one-line message: joined, control characters escaped, cut short."""
+    shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in ", ".join(map(str, columns)))
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 def _sorted_labels(labels):

@@ -1,5 +1,6 @@
 """TensorFlow Datasets by name: `tfds:cifar10`, `tfds:mnist`, `tfds:imdb_reviews`, `tfds:glue/sst2`."""
 
+import math
 import socket
 
 import numpy as np
@@ -87,11 +88,9 @@ def load_tfds(name, modality, data_dir=None, validation_fraction=0.1, seed=42, i
 
         input_shape = (int(height), int(width), int(out_channels))
 
-    # Hold validation out of the official train split by a seeded hash of the example index.
-    train_total = splits["train"].num_examples
-    rng = np.random.default_rng(seed)
-    held = np.zeros(train_total, dtype=bool)
-    held[rng.permutation(train_total)[: int(round(train_total * validation_fraction))]] = True
+    held = holdout_mask(splits["train"].num_examples, validation_fraction, seed, f"tfds:{name}")
+    if splits[test_name].num_examples == 0:
+        raise DataError(f"tfds:{name}: its {test_name} split is empty; choose a dataset with a labelled test or validation split")
     held_table = tf.constant(held)
 
     def pick(keep_held):
@@ -120,6 +119,34 @@ def load_tfds(name, modality, data_dir=None, validation_fraction=0.1, seed=42, i
         input_shape=input_shape,
         description=f"TFDS {name}: {train_size} train, {validation_size} validation, {test_size} test ({test_name} split)",
     )
+
+
+def holdout_mask(train_total, validation_fraction, seed, source):
+    """Marks the examples of the official train split held out for validation (seeded).
+
+    The labels are not read (that would be a pass over the whole set), so the hold-out is
+    a seeded random sample, not a stratified one; its size is checked here, before training.
+
+    Raises:
+        DataError: a fraction outside [0, 1), or a train split too small to leave examples
+            on both sides.
+
+    Example:
+    >>> holdout_mask(10, 0.2, seed=0, source="tfds:mnist").sum()
+    2
+    """
+    if not isinstance(validation_fraction, (int, float)) or not 0.0 <= validation_fraction < 1.0:
+        raise DataError(f"data.validation_fraction must be a number in [0, 1), got {validation_fraction!r}")
+    count = int(round(train_total * validation_fraction))
+    if validation_fraction > 0 and not 0 < count < train_total:
+        raise DataError(
+            f"{source}: {train_total} training examples are too few to hold out data.validation_fraction="
+            f"{validation_fraction} for validation (it would leave {count} validation and {train_total - count} train); "
+            f"the train split needs at least {math.ceil(1.0 / validation_fraction - 1e-9)} examples, or raise data.validation_fraction"
+        )
+    held = np.zeros(train_total, dtype=bool)
+    held[np.random.default_rng(seed).permutation(train_total)[:count]] = True
+    return held
 
 
 def _reachable(address, timeout_seconds=3.0):

@@ -1,22 +1,27 @@
 """The UCR time-series archive loader: `<Name>_TRAIN` / `<Name>_TEST` files, or one table."""
 
+import io
 import os
 import re
 
 import numpy as np
 
 from kerasdl.data.source import DataError, check_arrays, splits_from_parts, stratified_split
+from kerasdl.data.textfile import EXTENSION_DELIMITERS, first_line, read_text
 
 # UCR files: `.txt` (the 2015 archive, whitespace) or `.tsv` (2018, tabs); `.csv` by courtesy.
 EXTENSIONS = (".txt", ".tsv", ".csv", "")
 _SEPARATORS = re.compile(r"[,\s]+")
+_DELIMITER_NAMES = {"\t": "tabs", ",": "commas", None: "whitespace"}
 
 
-def load_ucr(path, validation_fraction=0.2, seed=0, test_fraction=0.2):
+def load_ucr(path, validation_fraction=0.2, seed=0, test_fraction=0.2, encoding=None):
     """Loads a UCR-format series classification set as zero-padded `[N, T, 1]` float32 splits.
 
     Each line is one series: the class label first, then the values, separated
-    by whitespace, commas or tabs. `path` is either a dataset prefix
+    by tabs (`.tsv`), commas (`.csv`), or, in other files (UCR's `.txt`), by
+    whitespace or by the tab or comma the first line holds; an empty field is a
+    missing value. The encoding is detected (see `kerasdl.data.textfile`). `path` is either a dataset prefix
     (`.../GunPoint`) or one of its `_TRAIN`/`_TEST` files, and then the official
     test file is the test split; or any other single file, which is then split
     into train/validation/test (stratified, seeded). The validation split is
@@ -34,6 +39,7 @@ def load_ucr(path, validation_fraction=0.2, seed=0, test_fraction=0.2):
         validation_fraction: share of the training series held out for validation.
         seed: seed of the splits.
         test_fraction: share held out for test when `path` is a single file.
+        encoding: the files' encoding; None detects it.
 
     Returns:
         `DataSplits` with modality "sequence" and input_shape `(T, 1)`
@@ -47,16 +53,16 @@ def load_ucr(path, validation_fraction=0.2, seed=0, test_fraction=0.2):
     path = os.fspath(path)
     train_file, test_file = _find_files(path)
     if test_file is None:
-        labels, series = _read(train_file)
+        labels, series = _read(train_file, encoding)
         x, lengths = _pad(series)
         y, class_names = _class_ids(labels, train_file)
         check_arrays(x, y, source=train_file)
-        train, validation, test = stratified_split(y, validation_fraction, test_fraction, seed)
+        train, validation, test = stratified_split(y, validation_fraction, test_fraction, seed, class_names, train_file)
         parts = {"train": (x[train], y[train]), "validation": (x[validation], y[validation]), "test": (x[test], y[test])}
         origin = train_file
     else:
-        train_labels, train_series = _read(train_file)
-        test_labels, test_series = _read(test_file)
+        train_labels, train_series = _read(train_file, encoding)
+        test_labels, test_series = _read(test_file, encoding)
         x, lengths = _pad(train_series + test_series)
         y, class_names = _class_ids(train_labels + test_labels, train_file)
         unseen = sorted(set(test_labels) - set(train_labels), key=str)
@@ -65,7 +71,7 @@ def load_ucr(path, validation_fraction=0.2, seed=0, test_fraction=0.2):
         x_train, y_train = x[: len(train_labels)], y[: len(train_labels)]
         check_arrays(x_train, y_train, source=train_file)
         check_arrays(x[len(train_labels) :], y[len(train_labels) :], source=test_file)
-        train, validation, _ = stratified_split(y_train, validation_fraction, 0.0, seed)
+        train, validation, _ = stratified_split(y_train, validation_fraction, 0.0, seed, class_names, train_file)
         parts = {
             "train": (x_train[train], y_train[train]),
             "validation": (x_train[validation], y_train[validation]),
@@ -102,39 +108,80 @@ def _find_files(path):
     return path, None
 
 
-def _read(path):
+def _read(path, encoding=None):
     """Returns `(labels, series)`: label strings and 1-D float32 arrays, trailing NaN dropped."""
+    text, _ = read_text(path, encoding)
+    delimiter = series_delimiter(path, text)
     labels, series = [], []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = [field for field in _SEPARATORS.split(line.strip()) if field]
-            if not fields:
-                continue
-            try:
-                values = np.array([float(field) for field in fields[1:]], dtype="float32")
-            except ValueError:
-                if not labels and line_number == 1:
-                    continue  # a header row
+    for line_number, line in enumerate(io.StringIO(text, newline=""), start=1):
+        fields = split_series_line(line, delimiter)
+        if not fields:
+            continue
+        try:
+            # An empty field between two delimiters is a missing value.
+            values = np.array([float(field) if field else np.nan for field in fields[1:]], dtype="float32")
+        except ValueError:
+            if not labels and line_number == 1:
+                continue  # a header row
+            raise DataError(
+                f"{path}:{line_number}: expected a label then numbers separated by {_DELIMITER_NAMES[delimiter]}, "
+                f"got {line.strip()[:60]!r}"
+            ) from None
+        missing = np.isnan(values)
+        if missing.any():
+            # UCR pads variable-length series with NaN after their end;
+            # NaN inside a series is missing data the loader cannot guess.
+            last = len(values) - int(np.argmax(~missing[::-1])) if (~missing).any() else 0
+            if missing[:last].any():
                 raise DataError(
-                    f"{path}:{line_number}: expected a label then numbers, got {line.strip()[:60]!r}"
-                ) from None
-            missing = np.isnan(values)
-            if missing.any():
-                # UCR pads variable-length series with NaN after their end;
-                # NaN inside a series is missing data the loader cannot guess.
-                last = len(values) - int(np.argmax(~missing[::-1])) if (~missing).any() else 0
-                if missing[:last].any():
-                    raise DataError(
-                        f"{path}:{line_number}: missing values (NaN) inside the series; impute them first"
-                    )
-                values = values[:last]
-            if len(values) == 0:
-                raise DataError(f"{path}:{line_number}: a label without any series values")
-            labels.append(_compact_label(fields[0]))
-            series.append(values)
+                    f"{path}:{line_number}: missing values (NaN) inside the series; impute them first"
+                )
+            values = values[:last]
+        if not fields[0]:
+            raise DataError(f"{path}:{line_number}: an empty label; every series starts with its class label")
+        if len(values) == 0:
+            raise DataError(f"{path}:{line_number}: a label without any series values")
+        labels.append(_compact_label(fields[0]))
+        series.append(values)
     if not labels:
         raise DataError(f"{path}: no series found (empty file?)")
     return labels, series
+
+
+def series_delimiter(path, text):
+    """The field delimiter of a series file: tab for `.tsv`, comma for `.csv`, else from the first line.
+
+    Other extensions (UCR's `.txt`) take tab or comma when the first line holds one, and
+    otherwise runs of whitespace (None).
+
+    Example:
+    >>> series_delimiter("GunPoint_TRAIN.txt", "2.0 -0.64 -0.64\n")
+    """
+    extension = os.path.splitext(os.fspath(path))[1].lower()
+    if extension in EXTENSION_DELIMITERS:
+        return EXTENSION_DELIMITERS[extension]
+    header = first_line(text)
+    return next((candidate for candidate in "\t," if candidate in header), None)
+
+
+def split_series_line(line, delimiter):
+    """Splits one line of numbers into stripped fields ([] for a blank line).
+
+    With a tab or comma delimiter every field counts, so `1,,2` has an empty (missing)
+    middle value and a decimal comma inside a tab-separated line fails to parse rather
+    than splitting a number in two. A line without the file's delimiter (hand-made
+    files mix them) and whitespace-separated files split on runs of whitespace or commas.
+
+    Example:
+    >>> split_series_line("1\t0.5\t\t0.7\n", "\t")
+    ['1', '0.5', '', '0.7']
+    """
+    line = line.strip()
+    if not line:
+        return []
+    if delimiter is not None and delimiter in line:
+        return [field.strip() for field in line.split(delimiter)]
+    return [field for field in _SEPARATORS.split(line) if field]
 
 
 def _pad(series):

@@ -50,6 +50,9 @@ def test_quick_latency_writes_results_with_the_schema(tmp_path):
     for fmt in ("keras predict", "keras call", "savedmodel", "ort fp32", "ort int8"):
         assert f"mlp {fmt}" in cases, cases
     assert {row["metric"] for row in latency["rows"]} >= {"latency batch 1", "latency batch 4", "GFLOP/s"}
+    # LiteRT beside ONNX Runtime at the same precision.
+    baselines = {row["case"]: row["baseline_case"] for row in latency["rows"] if row["metric"] == "latency batch 1"}
+    assert baselines.get("mlp litert fp32") == "mlp ort fp32" and baselines.get("mlp litert int8") == "mlp ort int8", baselines
     assert all(set(target) == TARGET_KEYS for target in latency["targets"])
     ort_target = [target for target in latency["targets"] if target["id"] == "latency_mlp_ort_vs_savedmodel"]
     assert len(ort_target) == 1 and ort_target[0]["value"] > 0 and isinstance(ort_target[0]["met"], bool)

@@ -58,3 +58,89 @@ def test_official_train_val_layout_uses_val_as_test(shared_data):
     # 245 training files less the placeholder GIF; the official val folder is the test split.
     assert splits.train.size + splits.validation.size == 244
     assert splits.test.size == 153 and splits.class_names == ["ants", "bees"]
+
+
+def _corrupt_files(folder):
+    """Writes one file of each kind of damage a real folder holds; returns the names that must be skipped."""
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, size=(10, 12, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "whole.jpg")
+    whole = (folder / "whole.jpg").read_bytes()
+    # Cut short after a valid header: Pillow's verify() passes it (asserted below).
+    (folder / "cut_short.jpg").write_bytes(whole[:-40])
+    Image.fromarray(pixels).save(folder / "whole.png")
+    png = (folder / "whole.png").read_bytes()
+    (folder / "cut_short.png").write_bytes(png[: len(png) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "garbage.jpg").write_bytes(b"\xff\xd8\xff" + rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+    Image.fromarray(pixels).save(folder / "renamed_gif.jpg", format="GIF")
+    Image.fromarray(pixels).save(folder / "renamed_bmp.jpg", format="BMP")
+    return {"cut_short.jpg", "cut_short.png", "empty.jpg", "garbage.jpg", "renamed_gif.jpg", "renamed_bmp.jpg"}
+
+
+def _readable_modes(folder):
+    """Files in unusual but valid modes, which must all load: CMYK JPEG, 16-bit PNG, alpha, palette."""
+    pixels = np.random.default_rng(2).integers(0, 256, size=(10, 12, 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(pixels[..., 0].astype(np.uint16) * 257).save(folder / "grey16.png")
+    Image.fromarray(np.dstack([pixels, pixels[..., :1]])).save(folder / "alpha.png")
+    Image.fromarray(pixels).convert("P").save(folder / "palette.png")
+    return {"cmyk.jpg", "grey16.png", "alpha.png", "palette.png"}
+
+
+def _all_files(splits):
+    return sorted(path.decode().rsplit("/", 1)[1] for split in (splits.train, splits.validation, splits.test) for path, _ in split.dataset.as_numpy_iterator())
+
+
+def test_any_corruption_is_skipped_and_named_before_training(tmp_path, capsys):
+    from PIL import Image as PillowImage
+
+    root = make_folder(tmp_path / "images", per_class=10)
+    skipped = _corrupt_files(root / "cats")
+    readable = _readable_modes(root / "dogs")
+    with PillowImage.open(root / "cats" / "cut_short.jpg") as image:
+        image.verify()  # The old pre-check's test: it does not see the damage.
+    splits = load_image_folder(root, validation_fraction=0.2, test_fraction=0.2)
+    out = capsys.readouterr().out
+    assert f"warning: skipped {len(skipped)} bad file(s) in {root}: " in out and out.count("\n") == 1
+    # The first five by path, then a count.
+    for name in ("cut_short.jpg", "cut_short.png", "empty.jpg", "garbage.jpg", "renamed_bmp.jpg"):
+        assert f"cats/{name} (" in out
+    assert out.rstrip().endswith("; and 1 more")
+    assert "empty.jpg (an empty file (0 bytes))" in out and "renamed_bmp.jpg (not a JPEG or PNG image)" in out
+    assert "cut_short.jpg (corrupt image: " in out and "garbage.jpg (corrupt image: " in out
+    kept = _all_files(splits)
+    assert not skipped & set(kept) and readable <= set(kept) and len(kept) == 20 + 2 + len(readable)
+    # The promise: every kept file decodes in the training pipeline.
+    for split in (splits.train, splits.validation, splits.test):
+        for path, label in split.dataset.as_numpy_iterator():
+            image, _ = split.decode(path, label)
+            assert image.shape == (10, 12, 3)
+
+
+def test_cmyk_jpeg_is_bad_for_grey_decoding_only(tmp_path, capsys):
+    # The pre-check decodes with the pipeline's channels: TensorFlow cannot turn CMYK into grey.
+    root = make_folder(tmp_path / "images", per_class=10)
+    _readable_modes(root / "dogs")
+    grey = load_image_folder(root, channels=1, validation_fraction=0.2, test_fraction=0.2)
+    assert "dogs/cmyk.jpg (corrupt image: " in capsys.readouterr().out
+    assert "cmyk.jpg" not in _all_files(grey) and grey.input_shape == (10, 12, 1)
+
+
+def test_fail_mode_stops_at_a_bad_file_that_only_decoding_finds(tmp_path):
+    root = make_folder(tmp_path / "images", per_class=10)
+    whole = (root / "dogs" / "0.jpg").read_bytes()
+    (root / "dogs" / "cut_short.jpg").write_bytes(whole[:-40])
+    with pytest.raises(DataError, match=r"dogs/cut_short.jpg: corrupt image: .*; remove it, or set data.on_bad_file=skip"):
+        load_image_folder(root, on_bad_file="fail", validation_fraction=0.2, test_fraction=0.2)
+
+
+def test_first_image_bad_does_not_stop_the_size_probe(tmp_path, capsys):
+    # Official splits keep every train file in train, so the damaged file is the first one probed.
+    for split in ("train", "val", "test"):
+        make_folder(tmp_path / "images" / split, per_class=3)
+    whole = (tmp_path / "images" / "train" / "cats" / "0.jpg").read_bytes()
+    (tmp_path / "images" / "train" / "cats" / "00_cut_short.jpg").write_bytes(whole[:-40])
+    splits = load_image_folder(tmp_path / "images")
+    assert splits.input_shape == (10, 12, 3) and splits.train.size == 6
+    assert "00_cut_short.jpg (corrupt image" in capsys.readouterr().out

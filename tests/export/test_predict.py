@@ -133,7 +133,7 @@ NO_TENSORFLOW = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, NoTensorFlow())
-    import export.tokenizer
+    import kerasdl.tokenizer
     from export.predict import main
 
     code = main(sys.argv[1:])

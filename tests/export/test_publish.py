@@ -85,10 +85,10 @@ def test_refuses_to_overwrite_without_force_and_force_replaces(mlp_run, tmp_path
 
 
 def test_parity_failure_publishes_nothing(mlp_run, tmp_path, capsys, monkeypatch):
-    import export.run
+    import export.formats
 
     # A negative tolerance makes every comparison fail, as a real mismatch would.
-    monkeypatch.setattr(export.run, "_tolerance", lambda metadata, artifact_format: -1.0)
+    monkeypatch.setattr(export.formats, "tolerance", lambda metadata, artifact_format: -1.0)
     base = tmp_path / "exports"
     assert main([str(mlp_run), "--base", str(base)]) == 1
     captured = capsys.readouterr()
@@ -98,12 +98,12 @@ def test_parity_failure_publishes_nothing(mlp_run, tmp_path, capsys, monkeypatch
 
 
 def test_exception_during_export_publishes_nothing(mlp_run, tmp_path, capsys, monkeypatch):
-    import export.onnx
+    import export.formats.onnx
 
     def broken(*args, **kwargs):
         raise RuntimeError("converter crashed\nsecond line")
 
-    monkeypatch.setattr(export.onnx, "export_onnx", broken)
+    monkeypatch.setattr(export.formats.onnx, "export_onnx", broken)
     base = tmp_path / "exports"
     assert main([str(mlp_run), "--base", str(base)]) == 1
     error = capsys.readouterr().err

@@ -13,7 +13,7 @@ def _load_npz(run_dir, stem="validation"):
 
 
 def _serving(version_dir):
-    from export.verify import ServingSession
+    from export.formats.savedmodel import ServingSession
 
     return ServingSession(version_dir)
 
@@ -88,7 +88,7 @@ def test_cnn_has_image_bytes_signature_that_agrees_with_float_path_on_real_jpegs
 
 
 def test_image_bytes_forces_channels_and_resizes(cnn_export):
-    from export.run import encode_png
+    from export.formats.savedmodel import encode_png
 
     grey_40 = np.random.default_rng(0).integers(0, 256, (40, 40, 1)).astype("uint8")
     with _serving(cnn_export.version_dir) as session:
@@ -142,7 +142,7 @@ def test_onnx_inputs_outputs_and_metadata(fixture, inputs, modality, request):
     result = request.getfixturevalue(fixture)
     model = onnx.load(str(result.version_dir / "model.onnx"))
     onnx.checker.check_model(model)
-    from export.onnx import describe_values
+    from export.formats.onnx import describe_values
 
     assert {name: spec["shape"] for name, spec in describe_values(model.graph.input).items()} == inputs
     outputs = describe_values(model.graph.output)
@@ -191,7 +191,7 @@ def test_onnx_export_rejects_unexpected_graph_inputs():
     from onnx import TensorProto, helper
 
     from export.errors import VerificationError
-    from export.onnx import assert_inputs
+    from export.formats.onnx import assert_inputs
 
     graph = helper.make_graph(
         [helper.make_node("Add", ["images", "captured_mean:0"], ["probabilities"])],

@@ -5,32 +5,22 @@ The ONNX graph returns only `probabilities`; this backend adds `class_ids`
 answers have the same outputs as the SavedModel's. Image models also get the
 `image_bytes` signature (JPEG/PNG decoded with Pillow), and text models a
 `text` input, tokenized with the `tokenizer/` folder that lies beside the model.
+Loading, tokenizing and running are `kerasdl.runtime.onnx.OnnxRunner`'s, the
+runner that `export.verify` and `export.predict` use too.
 
 This module must never import TensorFlow (a test checks it in a subprocess).
 """
 
 import io
-import json
 import os
 
 import numpy as np
 
+from kerasdl.runtime.onnx import OnnxRunner
 from serving.edge.backends import Signature, TensorSpec, classifier_outputs, classify
 from serving.edge.errors import InvalidInput
 
 MODEL_FILE = "model.onnx"
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(float16)": "float16",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(uint8)": "uint8",
-    "tensor(int8)": "int8",
-    "tensor(bool)": "bool",
-    "tensor(string)": "string",
-}
-_INPUT_MODALITY = {"images": "image", "features": "features", "sequences": "sequence", "token_ids": "text"}
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
@@ -51,43 +41,21 @@ class OnnxBackend:
     kind = "onnx"
 
     def __init__(self, folder, threads=None, model_file=MODEL_FILE):
-        import onnxruntime
-
         self.folder = os.fspath(folder)
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
         # Requests run concurrently from several threads; one inter-op thread per run is enough.
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            os.path.join(self.folder, model_file), options, providers=["CPUExecutionProvider"]
-        )
-        metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.metadata = metadata
-        self.onnx_inputs = {
-            item.name: TensorSpec(item.name, _ORT_DTYPES.get(item.type, "float32"), _shape(item.shape))
-            for item in self.session.get_inputs()
-        }
-        output = self.session.get_outputs()[0]
-        self.output_name = output.name
-        num_classes = _shape(output.shape)[-1] if output.shape else None
-        self.class_names = _json(metadata.get("class_names"), None) or [str(index) for index in range(num_classes or 0)]
-        if num_classes is None:
-            num_classes = len(self.class_names) or None
-        first_input = next(iter(self.onnx_inputs))
-        self.modality = metadata.get("modality") or _INPUT_MODALITY.get(first_input, "features")
-        self.input_spec = _json(metadata.get("input_spec"), {})
-        outputs = classifier_outputs(num_classes)
+        self.runner = OnnxRunner(os.path.join(self.folder, model_file), threads=threads, inter_op_threads=1)
+        self.metadata = self.runner.metadata
+        self.onnx_inputs = {name: TensorSpec(name, dtype, shape) for name, (dtype, shape) in self.runner.inputs.items()}
+        self.class_names = self.runner.class_names or []
+        self.modality = self.runner.modality
+        self.input_spec = self.runner.input_spec
+        outputs = classifier_outputs(self.runner.num_classes)
         self.signatures = {}
-        self.tokenizer = None
         if self.modality == "text":
-            from serving.edge.text import load_tokenizer
-
-            self.tokenizer = load_tokenizer(os.path.join(self.folder, "tokenizer"))
-            text_input = self.input_spec.get("name", "text") if self.input_spec.get("dtype") == "string" else "text"
-            self.text_input = text_input
+            spec = self.input_spec
+            self.text_input = spec.get("name", "text") if spec.get("dtype") == "string" else "text"
             self.signatures["serving_default"] = Signature(
-                "serving_default", {text_input: TensorSpec(text_input, "string", (None,))}, outputs
+                "serving_default", {self.text_input: TensorSpec(self.text_input, "string", (None,))}, outputs
             )
         else:
             self.signatures["serving_default"] = Signature("serving_default", dict(self.onnx_inputs), outputs)
@@ -100,16 +68,13 @@ class OnnxBackend:
         """Turns validated signature inputs into ONNX inputs; returns `(core_key, onnx_inputs)`."""
         if signature_name == "image_bytes":
             return "onnx", {"images": self._decode_images(inputs["image_bytes"])}
-        if self.tokenizer is not None:
-            texts = [item.decode("utf-8", errors="replace") for item in inputs[self.text_input]]
-            encoded = self.tokenizer.encode(texts)
-            return "onnx", {name: np.asarray(encoded[name], dtype=self.onnx_inputs[name].dtype) for name in self.onnx_inputs}
+        if self.modality == "text":
+            return "onnx", self.runner.cast(self.runner.feed(list(inputs[self.text_input])))
         return "onnx", inputs
 
     def run(self, core_key, inputs):
         """Runs the ONNX graph on a batch; returns probabilities, class_ids and class_names."""
-        (probabilities,) = self.session.run([self.output_name], inputs)
-        return classify(probabilities, self.class_names)
+        return classify(self.runner.run(inputs), self.class_names)
 
     def _decode_images(self, items):
         from PIL import Image, UnidentifiedImageError
@@ -138,15 +103,3 @@ class OnnxBackend:
             raise InvalidInput("images of one request must share a size when the model accepts any size")
         return np.stack(arrays)
 
-
-def _shape(shape):
-    return tuple(size if isinstance(size, int) and size >= 0 else None for size in shape)
-
-
-def _json(text, default):
-    if not text:
-        return default
-    try:
-        return json.loads(text)
-    except ValueError:
-        return default

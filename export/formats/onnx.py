@@ -1,4 +1,4 @@
-"""The ONNX model: raw input (token ids for text) in, softmax `probabilities` out.
+"""The ONNX model: raw input (token ids for text) in, softmax `probabilities` out; and its int8 twin.
 
 Why not `model.export(path, format="onnx")` as is: Keras hands tf2onnx a
 concrete function, and tf2onnx (1.17) lists *every* input of that function as
@@ -9,21 +9,96 @@ Runtime demands at run time. So this module does what Keras does, plus one
 step: it freezes the function first (variables and captured constants become
 graph constants), then converts the frozen graph with tf2onnx, and finally
 asserts that the inputs are exactly the contract's.
+
+int8 (`--quantize int8`) uses ONNX Runtime's quantization with the recipe the
+model's entry names (`export.quantize`), calibrated on the run's training
+examples, and is held to the accuracy gate.
 """
 
 import json
 
+from export import formats
 from export.errors import VerificationError
 from kerasdl.contract import ONNX_OUTPUT, input_spec, onnx_input_names
 
-DEFAULT_OPSET = 17
+NAME = "onnx"
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+# ONNX Runtime has its own kernels and summation orders, so it drifts a little more than the SavedModel.
+DEFAULT_TOLERANCE = 1e-4
+TAKES_TOKEN_IDS = True
+# The ONNX opset written unless --opset says otherwise (stated only here): it
+# has every op the six models convert to, and the pinned ONNX Runtime runs it.
+OPSET = 17
+# Calibration batch size for static int8: ONNX Runtime's calibrator collects
+# activation ranges batch by batch.
+CALIBRATION_BATCH = 16
 
 
-def export_onnx(model, metadata, path, opset=DEFAULT_OPSET, preprocessing=None):
+def write(job):
+    """Converts the model (the token-id part for text) to `model.onnx` in `job.folder`; returns the card section."""
+    metadata = job.metadata
+    path = job.folder / FILES["fp32"]
+    opset = job.options.get("opset") or OPSET
+    if metadata["modality"] == "text":
+        from export.text import token_submodel
+
+        model = token_submodel(job.source.model, metadata)
+        preprocessing = {"tokenizer": "tokenizer/tokenizer.json", "helper": "kerasdl/tokenizer.py", **(job.tokenizer or {})}
+    else:
+        model, preprocessing = job.source.model, None
+    info = export_onnx(model, metadata, path, opset=opset, preprocessing=preprocessing)
+    job.log(f"wrote {path.name} (opset {opset}, inputs {', '.join(info['inputs'])})")
+    return {"onnx": {"file": FILES["fp32"], **info}}
+
+
+def verify(job):
+    """Runs `model.onnx` with ONNX Runtime on the held-out raw examples; returns its parity row."""
+    from export.verify import compare
+
+    probabilities = load(job.folder / FILES["fp32"]).predict(job.source.examples)
+    return [compare(NAME, "probabilities", probabilities, job.expected, job.tolerance(NAME))]
+
+
+def load(path):
+    """Returns the `kerasdl.runtime.onnx.OnnxRunner` of an `.onnx` file (TensorFlow-free)."""
+    from kerasdl.runtime.onnx import OnnxRunner
+
+    return OnnxRunner(path)
+
+
+def quantize(job):
+    """Writes `model.int8.onnx` with the model's int8 recipe and measures it against fp32 on held-out examples.
+
+    Returns:
+        `("quantization", section)`: the recipe, the comparison and whether it passed the gate (`accepted`).
+    """
+    from export.quantize import int8_comparison, int8_summary, quantize_int8
+
+    entry = formats.model_entry(job.metadata)
+    # A model outside the registry gets dynamic int8, which needs no calibration data.
+    method = entry.quantization if entry is not None else "dynamic"
+    fp32_path, int8_path = job.folder / FILES["fp32"], job.folder / FILES["int8"]
+    fp32 = load(fp32_path)
+    calibration = None
+    if method == "static":
+        examples = job.source.calibration_examples()
+        calibration = [
+            fp32.cast(fp32.feed(examples[start : start + CALIBRATION_BATCH])) for start in range(0, len(examples), CALIBRATION_BATCH)
+        ]
+    details = quantize_int8(fp32_path, int8_path, method, calibration)
+    examples = job.source.examples
+    comparison = int8_comparison(fp32.predict(examples), load(int8_path).predict(examples), job.source.labels, fp32_path, int8_path)
+    limit = job.options.get("max_accuracy_drop")
+    job.log(int8_summary(f"int8 ({method})", comparison, limit))
+    accepted = comparison["accuracy_drop_points"] <= limit
+    return "quantization", {"file": FILES["int8"], **details, "comparison": comparison, "max_accuracy_drop_points": limit, "accepted": accepted}
+
+
+def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None):
     """Converts `model` (logits) to ONNX with a softmax output named `probabilities`.
 
     For text models, pass the token-id sub-model (see `export.text`); its
-    inputs must be named after `export.spec.TEXT_ONNX_INPUTS`.
+    inputs must be named after `kerasdl.contract.TEXT_ONNX_INPUTS`.
 
     Args:
         model: a Keras model whose inputs match `onnx_input_names(metadata)`.
@@ -172,4 +247,4 @@ def _preprocessing(metadata):
         return {"inside_model": "per-feature normalization", "input": "raw features, float32"}
     if modality == "sequence":
         return {"inside_model": "masking of zero padding, normalization", "input": "float32 [batch, time, features], zero-padded after the end"}
-    return {"inside_model": "embedding of token ids", "input": "token ids from tokenizer/ (export/tokenizer.py)"}
+    return {"inside_model": "embedding of token ids", "input": "token ids from tokenizer/ (kerasdl/tokenizer.py)"}
