@@ -89,17 +89,18 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
     if workdir is None and not fresh and not run.multi_worker:
         rundir.find_resumable_run(config, run.fingerprint)  # Refuse at once while the owner lives.
     load_splits(run)
-    data_facts(run)
-    build_and_compile(run)
-    make_pipelines(run)
-    initial_epoch = open_run_dir(run, workdir, fresh)
+    # Every later step reads the examples (statistics, training, evaluation, saved examples).
     with naming_bad_records(run.splits):
+        data_facts(run)
+        build_and_compile(run)
+        make_pipelines(run)
+        initial_epoch = open_run_dir(run, workdir, fresh)
         phases.fit_phases(run)
         metrics = outputs.evaluate(run, started)
+        if run.cluster.is_chief:
+            outputs.write_artifacts(run, metrics)
     summary = {"run_dir": run.run_dir, "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"], "initial_epoch": initial_epoch}
-    if run.cluster.is_chief:
-        outputs.write_artifacts(run, metrics)
-    else:
+    if not run.cluster.is_chief:
         from kerasdl import distribute
 
         distribute.cleanup_write_dir(run.write_dir, run.run_dir)
