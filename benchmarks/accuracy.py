@@ -1,7 +1,7 @@
 """Test accuracy of every model on the real sets in ../shared/data, beside the published reference.
 
 Quality tracking, not a gate (only MLP/MNIST >= 96% and LSTM/GunPoint >= 90% are
-targets). Every case trains with `kerasdl.train.run`, exactly as
+targets). Every case trains with `kerasdl.train.train_and_evaluate`, exactly as
 `python -m training.run <model> --data ...` would; the budget (epochs, examples,
 batch size, overrides) is recorded beside each number. The ratio column is ours /
 the published reference (which mostly used far larger budgets or pretrained weights).

@@ -209,7 +209,7 @@ def cifar_arrays(count, seed=0):
 
 def train_config(model_name, data=None, epochs=1, batch_size=None, sets=(), output=None, weights=None):
     """Resolves a training config exactly as `python -m training.run` would."""
-    from training.run import resolve_config
+    from kerasdl.config import resolve_config
 
     flags = {"data": data, "epochs": epochs, "batch_size": batch_size}
     if weights is not None:
@@ -225,7 +225,7 @@ def runs_folder():
 
 
 def trained_run(model_name, data=None, epochs=1, batch_size=None, sets=(), weights=None, log=print):
-    """Trains with `kerasdl.train.run`, or reuses a run of the same code, resolved config and data.
+    """Trains with `kerasdl.train.train_and_evaluate`, or reuses a run of the same code, resolved config and data.
 
     The reuse key (`provenance.reuse_key`) covers the code version (commit and uncommitted
     changes), the config exactly as `training.run` resolves it (output folder aside), a
@@ -240,9 +240,9 @@ def trained_run(model_name, data=None, epochs=1, batch_size=None, sets=(), weigh
     described.pop("output", None)
 
     def train():
-        from kerasdl.train import run
+        from kerasdl.train import train_and_evaluate
 
-        summary = run(config, fresh=True, log=lambda line: None)
+        summary = train_and_evaluate(config, fresh=True, log=lambda line: None)
         metrics = json.loads(Path(summary["run_dir"], "metrics.json").read_text())
         metrics = {key: metrics[key] for key in ("test_accuracy", "test_loss", "wall_time_s", "fit_time_s", "examples_per_s", "epochs", "train_examples", "test_examples") if key in metrics}
         log(f"trained {model_name}: test accuracy {metrics['test_accuracy']:.4f} in {metrics['wall_time_s']:.0f} s ({summary['run_dir']})")

@@ -3,7 +3,7 @@
 CNN on `../shared/data/cifar10-test-jpg` (JPEG decode + augmentation), training
 epochs 2..n timed (epoch 1 decodes and fills the cache, reported separately):
 
-- `folder (default: cache + augment)`: `make_pipeline` exactly as `kerasdl.train.run`
+- `folder (default: cache + augment)`: `make_pipeline` exactly as `kerasdl.train.train_and_evaluate`
   builds it: decode in parallel, cache decoded images, shuffle, batch, augment, prefetch;
 - `folder, no cache + augment`: decoding every epoch (what a set too large to cache costs);
 - `in memory + augment`: the decoded arrays, augmented as in training;

@@ -36,7 +36,7 @@ arguments = json.loads(sys.argv[-1]) if len(sys.argv) > 1 else json.loads(%r)
 payload = {}
 if arguments.get("model"):
     config = common.train_config(arguments["model"], arguments.get("data"), arguments.get("epochs", 1), arguments.get("batch_size"), arguments.get("sets", ()), weights=arguments.get("weights"))
-    summary = kerasdl.train.run(config, fresh=True, log=lambda line: None)
+    summary = kerasdl.train.train_and_evaluate(config, fresh=True, log=lambda line: None)
     metrics = json.load(open(os.path.join(summary["run_dir"], "metrics.json")))
     payload = {key: metrics.get(key) for key in ("fit_time_s", "epochs", "train_examples", "test_accuracy")}
 # VmHWM (this process's own high-water mark): ru_maxrss would carry the parent's RSS across fork+exec.
