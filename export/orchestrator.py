@@ -83,7 +83,7 @@ def export_model(
     expected = keras_probabilities(source.model, source.examples, source.metadata)
     parity, sections, gates = [], {}, {}
     options = {"opset": opset, "max_accuracy_drop": max_accuracy_drop}
-    with staged_version(model_base, version, force) as staging:
+    with staged_version(model_base, version, force, log=log) as staging:
         job = registry.ExportJob(source=source, folder=staging, name=name, version=version, expected=expected, options=options, log=log)
         for format_name in selected:
             module = registry.get_format(format_name)
