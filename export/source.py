@@ -53,6 +53,7 @@ class ExportSource:
         calibration_path: `data/calibration.npz|json`, or None.
         config: the parsed `config.yaml`, or None.
         metrics: the parsed `metrics.json`, or None.
+        validation_path: `data/validation.npz|json` (every held-out example the run kept), or None.
     """
 
     model_path: Path
@@ -65,10 +66,22 @@ class ExportSource:
     calibration_path: object = None
     config: object = None
     metrics: object = None
+    validation_path: object = None
 
     @property
     def name(self):
         return self.metadata.get("model") or self.model.name
+
+    def held_out(self):
+        """Returns `(examples, labels)`: every held-out example the run kept, for the int8 accuracy gate.
+
+        `examples` holds only the first `MAX_EXAMPLES` (parity and warmup need
+        no more); the gate needs all of them, since one flipped prediction in 64
+        is already 1.6 points. Without a run directory these are the synthetic examples.
+        """
+        if self.validation_path is None:
+            return self.examples, self.labels
+        return _read_examples(self.validation_path, self.metadata, None)
 
     def calibration_examples(self):
         """Returns raw calibration inputs: `data/calibration.*` when present, else the held-out examples."""
@@ -118,7 +131,7 @@ def load_source(path, max_examples=MAX_EXAMPLES):
     assert_no_augmentation(model)
 
     examples, labels, origin = None, None, "synthetic"
-    calibration_path = config = metrics = None
+    validation_path = calibration_path = config = metrics = None
     if run_dir is not None:
         validation_path = _data_file(run_dir, "validation", metadata)
         if validation_path is not None:
@@ -140,6 +153,7 @@ def load_source(path, max_examples=MAX_EXAMPLES):
         calibration_path=calibration_path,
         config=config,
         metrics=metrics,
+        validation_path=validation_path if examples is not None and origin != "synthetic" else None,
     )
 
 

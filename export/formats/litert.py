@@ -92,7 +92,7 @@ def quantize(job):
     """
     import tensorflow as tf
 
-    from export.quantize import int8_comparison, int8_summary
+    from export.quantize import gate_int8
 
     fp32_path, int8_path = job.folder / FILES["fp32"], job.folder / FILES["int8"]
     fp32 = load(fp32_path)
@@ -113,10 +113,7 @@ def quantize(job):
         _convert(wrapper, signature, int8_path, supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS], **options)
         method, float_fallback = "integer with float fallback", True
     _embed_metadata(int8_path, {**_metadata(job, details), "quantization": method})
-    held_out = job.source.examples
-    comparison = int8_comparison(fp32.predict(held_out), load(int8_path).predict(held_out), job.source.labels, fp32_path, int8_path)
-    limit = job.options.get("max_accuracy_drop")
-    job.log(int8_summary(f"litert int8 ({method})", comparison, limit))
+    gate = gate_int8(job, f"litert int8 ({method})", fp32, load(int8_path), fp32_path, int8_path)
     return "litert_quantization", {
         "file": FILES["int8"],
         "method": method,
@@ -126,9 +123,7 @@ def quantize(job):
         "input_output_type": "float32",
         "calibration_batches": len(batches),
         "calibration_examples": int(len(examples)),
-        "comparison": comparison,
-        "max_accuracy_drop_points": limit,
-        "accepted": comparison["accuracy_drop_points"] <= limit,
+        **gate,
     }
 
 
@@ -288,7 +283,8 @@ def _conversion_model(job):
         model = job.source.model
         shape = [None] + list(metadata["input"]["shape"])
         if metadata["modality"] == "sequence" and shape[1] is None:
-            shape[1] = max(np.asarray(examples).shape[1] for examples in (job.source.examples, job.source.calibration_examples()))
+            # Every held-out series (the int8 gate runs them all) and every calibration one must fit.
+            shape[1] = max(np.asarray(examples).shape[1] for examples in (job.source.held_out()[0], job.source.calibration_examples()))
         shapes = {names[0]: (tuple(shape), "float32")}
     steps = next(iter(shapes.values()))[0][1] if metadata["modality"] in ("text", "sequence") else None
     unrolled = _recurrent_layer_names(model)

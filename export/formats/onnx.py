@@ -67,12 +67,12 @@ def load(path):
 
 
 def quantize(job):
-    """Writes `model.int8.onnx` with the model's int8 recipe and measures it against fp32 on held-out examples.
+    """Writes `model.int8.onnx` with the model's int8 recipe and measures it against fp32 on every held-out example.
 
     Returns:
         `("quantization", section)`: the recipe, the comparison and whether it passed the gate (`accepted`).
     """
-    from export.quantize import int8_comparison, int8_summary, quantize_int8
+    from export.quantize import gate_int8, quantize_int8
 
     entry = formats.model_entry(job.metadata)
     # A model outside the registry gets dynamic int8, which needs no calibration data.
@@ -85,13 +85,9 @@ def quantize(job):
         calibration = [
             fp32.cast(fp32.feed(examples[start : start + CALIBRATION_BATCH])) for start in range(0, len(examples), CALIBRATION_BATCH)
         ]
-    details = quantize_int8(fp32_path, int8_path, method, calibration)
-    examples = job.source.examples
-    comparison = int8_comparison(fp32.predict(examples), load(int8_path).predict(examples), job.source.labels, fp32_path, int8_path)
-    limit = job.options.get("max_accuracy_drop")
-    job.log(int8_summary(f"int8 ({method})", comparison, limit))
-    accepted = comparison["accuracy_drop_points"] <= limit
-    return "quantization", {"file": FILES["int8"], **details, "comparison": comparison, "max_accuracy_drop_points": limit, "accepted": accepted}
+    details = quantize_int8(fp32_path, int8_path, method, calibration, log=job.log)
+    gate = gate_int8(job, f"int8 ({method})", fp32, load(int8_path), fp32_path, int8_path)
+    return "quantization", {"file": FILES["int8"], **details, **gate}
 
 
 def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None):
