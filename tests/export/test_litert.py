@@ -161,3 +161,15 @@ def test_a_file_that_is_not_litert_is_refused_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: {tmp_path / 'model.tflite'}: not a LiteRT (.tflite) model file; export one with python -m export.run --format litert\n"
     )
+
+
+def test_litert_int8_that_fails_the_gate_is_left_out_and_fp32_published(mlp_run, tmp_path):
+    from export.orchestrator import export_model
+
+    lines = []
+    result = export_model(mlp_run, formats=["litert"], quantize="int8", max_accuracy_drop=-1.0,
+                          base=tmp_path / "exports", log=lines.append)
+    assert (result.version_dir / "model.tflite").is_file() and not (result.version_dir / "model.int8.tflite").exists()
+    assert result.card["int8"]["litert"]["published"] is False
+    assert result.card["litert_quantization"]["comparison"]["examples"] == len(_validation(mlp_run)[0])
+    assert any(line.startswith("litert int8 left out: accuracy drop 0.00 points") for line in lines)
