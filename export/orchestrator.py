@@ -148,7 +148,7 @@ def _settle_int8(gates, staging, max_accuracy_drop, remove):
     `left_out`) or it failed the accuracy gate; with `remove` its file is
     deleted from the staging folder so that only verified fp32 is published.
     """
-    from export.quantize import CONFIDENCE
+    from export.int8_gate import CONFIDENCE
 
     left_out = {}
     for format_name, section in gates.items():

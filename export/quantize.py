@@ -1,18 +1,30 @@
-"""int8 ONNX models with ONNX Runtime quantization, and how much int8 costs in accuracy (any format).
+"""int8 ONNX models with ONNX Runtime quantization (the accuracy gate is `export.int8_gate`).
 
-Two ONNX recipes (the model's registry entry, `ModelEntry.quantization`, picks one):
+Two ONNX recipes (the model's registry entry, `ModelEntry.quantization`, picks one;
+"none" writes no int8 ONNX file):
 - dynamic (`quantize_dynamic`): int8 weights, activation scales computed per
-  batch at run time; for Dense, LSTM and attention models.
-- static QDQ per-channel (`quantize_static`): int8 weights and activations with
-  scales calibrated on raw training examples (`data/calibration.npz`); for
-  convolutional networks.
+  batch at run time; for Dense, LSTM (`DynamicQuantizeLSTM`) and attention models.
+- static QDQ per-channel (`quantize_static`), U8S8: uint8 activations, int8
+  per-channel weights, scales calibrated on raw training examples
+  (`data/calibration.npz`); for convolutional networks. Two parts stay float:
+  the input preprocessing (the normalization or Caffe mean subtraction
+  between the input and the first Conv/Gemm/MatMul), because ONNX Runtime's
+  int8 element-wise kernels (QLinearMul/QLinearAdd) were slower than the float
+  ones on the raw image (25 ms against 9 ms for a batch of 256 seed-CNN inputs,
+  single thread), and the final Softmax (uint8 probabilities would turn close
+  calls into ties). Measured on the seed CNN (32x32x3) and ResNet50 (224x224),
+  one thread, `benchmarks/latency.py`: U8S8 QDQ ran 1.5-1.9x fp32 on the CNN and
+  2.9-3.5x on ResNet50, S8S8 QDQ 1.2-1.7x and 1.3-1.7x (ONNX Runtime leaves 20
+  of ResNet50's 53 convolutions float in S8S8); QOperator was within noise of QDQ.
+
+`fused_int8_ops` counts the int8 kernels ONNX Runtime runs after its graph
+optimization (QLinearConv, QGemm, QLinearMatMul, DynamicQuantizeLSTM, ...), so a
+recipe that quantized nothing useful shows it.
 """
 
 import json
 import os
 import tempfile
-
-import numpy as np
 
 
 def quantize_int8(fp32_path, int8_path, method, calibration_feeds=None, log=print):
@@ -59,11 +71,10 @@ def quantize_int8(fp32_path, int8_path, method, calibration_feeds=None, log=prin
                 def get_next(self):
                     return next(self._feeds, None)
 
-            # QUInt8 activations with QInt8 per-channel weights in QDQ form is
-            # ONNX Runtime's recommendation for x86 CPUs. The final softmax
-            # stays float: uint8 probabilities (steps of 1/255) would turn
-            # close calls into ties and flip predicted classes for nothing.
-            softmax_nodes = [node.name for node in onnx.load(source).graph.node if node.op_type == "Softmax"]
+            # QUInt8 activations with QInt8 per-channel weights in QDQ form (U8S8): see the module docstring.
+            graph = onnx.load(source).graph
+            softmax_nodes = [node.name for node in graph.node if node.op_type == "Softmax"]
+            float_nodes = softmax_nodes + input_preprocessing_nodes(graph)
             quantize_static(
                 source,
                 int8_path,
@@ -72,7 +83,7 @@ def quantize_int8(fp32_path, int8_path, method, calibration_feeds=None, log=prin
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                nodes_to_exclude=softmax_nodes,
+                nodes_to_exclude=float_nodes,
             )
             details = {
                 "method": "static",
@@ -80,7 +91,7 @@ def quantize_int8(fp32_path, int8_path, method, calibration_feeds=None, log=prin
                 "weight_type": "int8",
                 "activation_type": "uint8",
                 "per_channel": True,
-                "float_nodes": softmax_nodes,
+                "float_nodes": float_nodes,
                 "calibration_batches": len(calibration_feeds),
                 "calibration_examples": int(sum(len(next(iter(feed.values()))) for feed in calibration_feeds)),
             }
@@ -97,144 +108,63 @@ def quantize_int8(fp32_path, int8_path, method, calibration_feeds=None, log=prin
         int8_model.metadata_props.add(key=prop.key, value=prop.value)
     int8_model.metadata_props.add(key="quantization", value=json.dumps(details))
     onnx.save(int8_model, int8_path)
+    details["fused_int8_ops"] = fused_int8_ops(int8_path)
     return details
 
 
-# The confidence level of the interval reported for the int8 accuracy drop.
-CONFIDENCE = 0.95
+# The operator types that run integer arithmetic in ONNX Runtime's CPU kernels.
+INT8_KERNELS = ("QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
+                "QLinearAveragePool", "QAttention", "MatMulInteger", "MatMulIntegerToFloat", "ConvInteger",
+                "DynamicQuantizeLSTM", "DynamicQuantizeMatMul")
 
 
-def int8_comparison(fp32_probabilities, int8_probabilities, labels, fp32_path, int8_path):
-    """Measures an int8 model against its float twin on the same held-out examples (any format).
+def fused_int8_ops(path):
+    """Returns `{op type: count}` of the int8 kernels in the graph ONNX Runtime actually runs for `path`.
 
-    Args:
-        fp32_probabilities, int8_probabilities: the two models' probabilities `[N, K]`.
-        labels: the examples' true class ids, or None (synthetic examples): then
-            "accuracy" is measured against the float model's predictions.
-        fp32_path, int8_path: the two files (for their sizes).
-
-    Returns:
-        `{"examples", "fp32_bytes", "int8_bytes", "size_ratio", "agreement", "fp32_accuracy",
-        "int8_accuracy", "accuracy_drop_points", "fp32_only_correct", "int8_only_correct",
-        "accuracy_drop_interval_points", "interval", "labels"}`; the drop and its interval are in
-        percentage points (fp32 minus int8), the interval from `paired_accuracy_drop_interval`.
+    QDQ files hold float ops between QuantizeLinear/DequantizeLinear pairs;
+    ONNX Runtime fuses them into integer kernels when the session starts.
+    This reads the graph after that optimization (`ORT_ENABLE_EXTENDED`, the
+    level whose output carries no machine-specific layouts), plus the
+    QuantizeLinear/DequantizeLinear left over (each is a conversion the model pays for).
 
     Example:
-    >>> int8_comparison(fp32, int8, labels, "model.onnx", "model.int8.onnx")["agreement"]
-    1.0
+    >>> fused_int8_ops("exports/cnn/1/model.int8.onnx")
+    {'QLinearConv': 2, 'QGemm': 2, 'QuantizeLinear': 1, 'DequantizeLinear': 2}
     """
-    fp32 = np.asarray(fp32_probabilities).argmax(axis=-1)
-    int8 = np.asarray(int8_probabilities).argmax(axis=-1)
-    reference = np.asarray(labels) if labels is not None else fp32
-    fp32_correct, int8_correct = fp32 == reference, int8 == reference
-    counts = {
-        "both": int(np.sum(fp32_correct & int8_correct)),
-        "first_only": int(np.sum(fp32_correct & ~int8_correct)),
-        "second_only": int(np.sum(~fp32_correct & int8_correct)),
-        "neither": int(np.sum(~fp32_correct & ~int8_correct)),
-    }
-    low, high = paired_accuracy_drop_interval(**counts)
-    fp32_accuracy = float(np.mean(fp32_correct)) if len(fp32) else 0.0
-    int8_accuracy = float(np.mean(int8_correct)) if len(int8) else 0.0
-    return {
-        "examples": int(len(fp32)),
-        "fp32_bytes": os.path.getsize(fp32_path),
-        "int8_bytes": os.path.getsize(int8_path),
-        "size_ratio": os.path.getsize(int8_path) / os.path.getsize(fp32_path),
-        "agreement": float(np.mean(fp32 == int8)) if len(fp32) else 0.0,
-        "fp32_accuracy": fp32_accuracy,
-        "int8_accuracy": int8_accuracy,
-        "accuracy_drop_points": 100.0 * (fp32_accuracy - int8_accuracy),
-        "fp32_only_correct": counts["first_only"],
-        "int8_only_correct": counts["second_only"],
-        "accuracy_drop_interval_points": [100.0 * low, 100.0 * high],
-        "interval": f"{100 * CONFIDENCE:.0f} % Newcombe paired score interval (Wilson), fp32 minus int8",
-        "labels": "held-out labels" if labels is not None else "fp32 predictions (no labels)",
-    }
+    import collections
+
+    import onnx
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory(prefix=".fused-ops-") as scratch:
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = os.path.join(scratch, "optimized.onnx")
+        onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        counts = collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+    return {op: counts[op] for op in (*INT8_KERNELS, "QuantizeLinear", "DequantizeLinear") if counts[op]}
 
 
-def paired_accuracy_drop_interval(both, first_only, second_only, neither, confidence=CONFIDENCE):
-    """Returns the confidence interval `(low, high)` of accuracy(first) - accuracy(second) on the same examples.
+def input_preprocessing_nodes(graph):
+    """Returns the names of the nodes between the graph inputs and the first Conv/Gemm/MatMul on each path.
 
-    The two models answer the same examples, so their accuracies are paired
-    (McNemar's setting): only the discordant examples (`first_only`: right for
-    the first model only, `second_only`: for the second only) move the
-    difference. This is Newcombe's method 10 (Statistics in Medicine 17:2635,
-    1998): Wilson score intervals for each accuracy, combined with the
-    continuity-corrected correlation of the pairs. Unlike the Wald interval it
-    stays inside [-1, 1] and keeps a width when no example is discordant (one
-    flipped example out of 64 is a 1.6-point drop, but the interval shows how
-    little 64 examples can tell). Hand-written because no dependency has the
-    paired version (scipy gives the Wilson intervals; statsmodels is not a
-    dependency and has the independent-samples one only).
-
-    Args:
-        both, first_only, second_only, neither: the 2x2 counts of examples by
-            which model is right.
-        confidence: the confidence level.
-
-    Returns:
-        `(low, high)` as fractions (multiply by 100 for points); `(0.0, 0.0)` for no examples.
-
-    Example:
-    >>> low, high = paired_accuracy_drop_interval(both=950, first_only=12, second_only=3, neither=35)
-    >>> round(low, 4), round(high, 4)
-    (0.0009, 0.018)
+    In a kerasdl image model these are the model's own preprocessing (the
+    standardization's Mul/Add, ResNet50's channel flip, mean subtraction and
+    resize, the layout Transpose): element-wise work on the raw input.
     """
-    from scipy.stats import binomtest
-
-    total = both + first_only + second_only + neither
-    if total == 0:
-        return 0.0, 0.0
-    first = (both + first_only) / total
-    second = (both + second_only) / total
-
-    def wilson(successes):
-        interval = binomtest(int(successes), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
-        return float(interval.low), float(interval.high)
-
-    first_low, first_high = wilson(both + first_only)
-    second_low, second_high = wilson(both + second_only)
-    margins = (both + first_only) * (second_only + neither) * (both + second_only) * (first_only + neither)
-    concordance = both * neither - first_only * second_only
-    # The continuity-corrected phi of method 10: shrunk by n/2 when positive, kept when negative.
-    corrected = concordance - total / 2 if concordance > total / 2 else (concordance if concordance < 0 else 0.0)
-    phi = corrected / np.sqrt(margins) if margins > 0 else 0.0
-    difference = first - second
-    below = np.sqrt(max((first - first_low) ** 2 - 2 * phi * (first - first_low) * (second_high - second)
-                        + (second_high - second) ** 2, 0.0))
-    above = np.sqrt(max((second - second_low) ** 2 - 2 * phi * (second - second_low) * (first_high - first)
-                        + (first_high - first) ** 2, 0.0))
-    return float(difference - below), float(difference + above)
-
-
-def int8_summary(label, comparison, max_accuracy_drop):
-    """Returns the one progress line that reports an int8 comparison, e.g. "int8 (static): size 27.1 % of fp32, ..."."""
-    low, high = comparison["accuracy_drop_interval_points"]
-    return (
-        f"{label}: size {100 * comparison['size_ratio']:.1f} % of fp32, agreement with fp32 "
-        f"{100 * comparison['agreement']:.1f} %, accuracy {100 * comparison['fp32_accuracy']:.1f} % -> "
-        f"{100 * comparison['int8_accuracy']:.1f} % on {comparison['examples']} held-out examples "
-        f"(drop {comparison['accuracy_drop_points']:.2f} points, {100 * CONFIDENCE:.0f} % interval [{low:.2f}, {high:.2f}], "
-        f"limit {max_accuracy_drop}; vs {comparison['labels']})"
-    )
-
-
-def gate_int8(job, label, fp32_runner, int8_runner, fp32_path, int8_path):
-    """Compares the int8 runner with the float one on every held-out example and applies the accuracy gate.
-
-    Both formats with an int8 variant (ONNX, LiteRT) judge this way: on the
-    whole held-out split the run kept (`ExportSource.held_out`), not the few
-    parity examples, with the interval of the drop.
-
-    Returns:
-        `{"comparison", "max_accuracy_drop_points", "accepted"}` for the format's card section.
-    """
-    examples, labels = job.source.held_out()
-    comparison = int8_comparison(fp32_runner.predict(examples), int8_runner.predict(examples), labels, fp32_path, int8_path)
-    limit = job.options.get("max_accuracy_drop")
-    job.log(int8_summary(label, comparison, limit))
-    return {"comparison": comparison, "max_accuracy_drop_points": limit, "accepted": comparison["accuracy_drop_points"] <= limit}
+    heavy = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    frontier, found = [value.name for value in graph.input], []
+    while frontier:
+        for node in consumers.get(frontier.pop(), ()):
+            if node.op_type in heavy or node.name in found:
+                continue
+            found.append(node.name)
+            frontier.extend(node.output)
+    return found
 
 
 def _preprocessed(source, target, log):

@@ -92,7 +92,7 @@ def quantize(job):
     """
     import tensorflow as tf
 
-    from export.quantize import gate_int8
+    from export.int8_gate import gate_int8
 
     fp32_path, int8_path = job.folder / FILES["fp32"], job.folder / FILES["int8"]
     fp32 = load(fp32_path)

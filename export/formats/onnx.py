@@ -82,7 +82,8 @@ def quantize(job):
     Returns:
         `("quantization", section)`: the recipe, the comparison and whether it passed the gate (`accepted`).
     """
-    from export.quantize import gate_int8, quantize_int8
+    from export.int8_gate import gate_int8
+    from export.quantize import quantize_int8
 
     entry = formats.model_entry(job.metadata)
     # A model outside the registry gets dynamic int8, which needs no calibration data.

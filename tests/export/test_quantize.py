@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from export.quantize import int8_comparison, paired_accuracy_drop_interval, quantize_int8
+from export.int8_gate import int8_comparison, paired_accuracy_drop_interval
+from export.quantize import quantize_int8
 
 
 def _tiny_onnx(path, features=4, classes=3, seed=0):
