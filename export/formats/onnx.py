@@ -13,10 +13,12 @@ asserts that the inputs are exactly the contract's.
 Recurrent models (numeric LSTM/GRU networks and the token-id part of the text
 ones) are not converted by tf2onnx, which emits a slow `Loop` per layer, but
 built as fused ONNX `LSTM`/`GRU` nodes from their weights
-(`export.onnx_recurrent`); a pattern that builder does not read falls back to
-tf2onnx with the reason in the log and the card (`onnx.converter`,
-`onnx.fused_fallback_reason`). Either graph gets the same `metadata_props` and
-the same parity check against Keras.
+(`export.onnx_recurrent`); keras-hub BERT classifiers likewise become ONNX
+Runtime's fused `Attention`/`SkipLayerNormalization`/`FastGelu` graph
+(`export.onnx_bert`), which dynamic int8 turns into `QAttention`. A pattern
+those builders do not read falls back to tf2onnx with the reason in the log and
+the card (`onnx.converter`, `onnx.fused_fallback_reason`). Every graph gets the
+same `metadata_props` and the same parity check against Keras.
 
 int8 (`--quantize int8`) uses ONNX Runtime's quantization with the recipe the
 model's entry names (`export.quantize`), calibrated on the run's training
@@ -27,7 +29,7 @@ import json
 
 from export import formats
 from export.errors import VerificationError
-from kerasdl.contract import ONNX_OUTPUT, input_spec, onnx_input_names
+from kerasdl.contract import ONNX_OUTPUT, input_spec, onnx_input_names, tokenizer_kind
 
 NAME = "onnx"
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
@@ -39,6 +41,7 @@ TAKES_TOKEN_IDS = True
 OPSET = 17
 # What the card and `metadata_props["converter"]` say for a graph from `export.onnx_recurrent`.
 FUSED_CONVERTER = "kerasdl fused LSTM/GRU (export/onnx_recurrent.py)"
+FUSED_BERT_CONVERTER = "kerasdl fused BERT: Attention, SkipLayerNormalization, FastGelu (export/onnx_bert.py)"
 # Calibration batch size for static int8: ONNX Runtime's calibrator collects
 # activation ranges batch by batch.
 CALIBRATION_BATCH = 16
@@ -139,16 +142,8 @@ def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None, log=prin
     """
     import onnx
 
-    from export.onnx_recurrent import UnsupportedRecurrentModel, fused_recurrent_onnx, has_recurrent_layer
-
     expected_names = list(onnx_input_names(metadata))
-    model_proto, converter, fallback = None, "tf2onnx", None
-    if has_recurrent_layer(model):
-        try:
-            model_proto, converter = fused_recurrent_onnx(model, opset), FUSED_CONVERTER
-        except UnsupportedRecurrentModel as error:
-            fallback = str(error)
-            log(f"fused LSTM/GRU graph not possible ({fallback}); converting with tf2onnx (Loop nodes, slower)")
+    model_proto, converter, fallback = _fused_proto(model, metadata, opset, log)
     if model_proto is None:
         model_proto = _tf2onnx_proto(model, metadata, expected_names, opset)
 
@@ -173,6 +168,32 @@ def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None, log=prin
     if fallback is not None:
         info["fused_fallback_reason"] = fallback
     return info
+
+
+def _fused_proto(model, metadata, opset, log):
+    """Returns `(proto or None, converter, fallback reason or None)` from the fused builder that fits `model`.
+
+    Recurrent models go to `export.onnx_recurrent`, keras-hub BERT classifiers
+    to `export.onnx_bert`; anything else (or a pattern the builder refuses,
+    with the reason logged) to tf2onnx.
+    """
+    from export.onnx_recurrent import UnsupportedRecurrentModel, fused_recurrent_onnx, has_recurrent_layer
+
+    if has_recurrent_layer(model):
+        builder, unsupported, converter, what = fused_recurrent_onnx, UnsupportedRecurrentModel, FUSED_CONVERTER, "LSTM/GRU"
+        slower = "Loop nodes, slower"
+    elif metadata["modality"] == "text" and tokenizer_kind(metadata) == "bert":
+        from export.onnx_bert import UnsupportedBertModel, fused_bert_onnx
+
+        builder, unsupported, converter, what = fused_bert_onnx, UnsupportedBertModel, FUSED_BERT_CONVERTER, "BERT"
+        slower = "no fused attention, and no QAttention in int8"
+    else:
+        return None, "tf2onnx", None
+    try:
+        return builder(model, opset), converter, None
+    except unsupported as error:
+        log(f"fused {what} graph not possible ({error}); converting with tf2onnx ({slower})")
+        return None, "tf2onnx", str(error)
 
 
 def _tf2onnx_proto(model, metadata, expected_names, opset):
