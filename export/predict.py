@@ -57,7 +57,7 @@ class KerasPredictor(Predictor):
 
     def __init__(self, path):
         # export.run's own readers, so both commands refuse a bad .keras file with the same line.
-        from export.source import load_keras_model, read_keras_metadata
+        from export.keras_file import load_keras_model, read_keras_metadata
 
         metadata = read_keras_metadata(path)
         self.model = load_keras_model(path)

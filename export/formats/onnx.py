@@ -23,6 +23,10 @@ same `metadata_props` and the same parity check against Keras.
 int8 (`--quantize int8`) uses ONNX Runtime's quantization with the recipe the
 model's entry names (`export.quantize`), calibrated on the run's training
 examples, and is held to the accuracy gate.
+
+It is a little over 300 lines on purpose: a format is one module, and the ONNX
+format holds its converter choice (fused builders or tf2onnx), the int8 step
+and the checks of the contract's inputs.
 """
 
 import json
