@@ -41,11 +41,6 @@ class UnsupportedBertModel(ValueError):
     """The model is not the keras-hub BERT pattern this module writes; convert it with tf2onnx instead."""
 
 
-def is_bert(model):
-    """Returns True when `model` (or a layer in it) is a keras-hub `BertTextClassifier`."""
-    return _classifier(model) is not None
-
-
 def fused_bert_onnx(model, opset=None):
     """Returns an `onnx.ModelProto` of a keras-hub BERT classifier with fused attention and layer norms.
 
