@@ -234,3 +234,17 @@ def test_the_edge_path_runs_without_tensorflow(tmp_path):
     assert abs(prediction["probabilities"][2] - 0.66524094) < 1e-6
     predicted = json.loads("\n".join(lines[:-1]))
     assert predicted["format"] == "onnx" and [row["class_name"] for row in predicted["predictions"]] == ["c", "a"]
+
+
+def test_test_modules_have_unique_basenames():
+    """pytest's default import mode keys test modules by basename (tests/ has no packages).
+
+    Two `test_x.py` in different folders collect fine from a warm cache but fail on a fresh
+    clone with "import file mismatch" -- which is how CI failed once.
+    """
+    tests_root = Path(__file__).resolve().parent
+    seen = {}
+    for path in sorted(tests_root.rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests_root)))
+    duplicated = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert duplicated == {}
