@@ -206,6 +206,8 @@ def _tf2onnx_proto(model, metadata, expected_names, opset):
     import tf2onnx
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    from export.onnx_memory import collected_between_passes
+
     # The numpy-2 compatibility patch that `model.export(format="onnx")` applies to tf2onnx.
     from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
@@ -232,14 +234,15 @@ def _tf2onnx_proto(model, metadata, expected_names, opset):
         raise VerificationError(f"the frozen model has {len(graph_outputs)} outputs; expected one (probabilities)")
     renames = {name: name.split(":")[0] for name in graph_inputs}
     renames[graph_outputs[0]] = ONNX_OUTPUT
-    model_proto, _ = tf2onnx.convert.from_graph_def(
-        graph_def,
-        name=metadata.get("model") or model.name,
-        input_names=graph_inputs,
-        output_names=graph_outputs,
-        opset=opset,
-        tensors_to_rename=renames,
-    )
+    with collected_between_passes():
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def,
+            name=metadata.get("model") or model.name,
+            input_names=graph_inputs,
+            output_names=graph_outputs,
+            opset=opset,
+            tensors_to_rename=renames,
+        )
     return model_proto
 
 
