@@ -201,14 +201,14 @@ def kill_export(run_dir, base, seeds, formats=("savedmodel", "onnx"), name="mode
     """Exports `run_dir` once, then kills `export.run` at a seeded random point of its write per seed, then exports again.
 
     The reference export measures the write window: from the staging folder's appearance
-    to the end of the process (writing, verifying, publishing every format). Each later
-    export is killed a seeded delay after its own staging folder appears, uniform over 1.5
-    times that window (the load on the machine varies; some exports end before their kill). While every export runs, a thread lists `base/name` every few
+    to the published version (writing, verifying, publishing every format). Each later
+    export is killed a seeded delay after its own staging folder appears, uniform over 1.25
+    times that window (the load on the machine varies: some kills land after the rename). While every export runs, a thread lists `base/name` every few
     milliseconds and checks each integer-named folder, as TF Serving would see it.
 
     Returns:
         `{"reference_seconds", "write_window_seconds", "kills": [{"seed", "after_staging_seconds", "killed",
-        "staged_files", "leftovers"}], "checks", "partial_versions_seen", "incomplete_after_kill",
+        "exit_status", "staged_files", "published", "leftovers"}], "checks", "partial_versions_seen", "incomplete_after_kill",
         "next_export_status", "versions", "problems"}`.
     """
     base, problems = Path(base), []
@@ -221,14 +221,15 @@ def kill_export(run_dir, base, seeds, formats=("savedmodel", "onnx"), name="mode
         watcher.reset()
         reference = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True, text=True, timeout=PROCESS_LIMIT_SECONDS)
         duration = time.monotonic() - started
-        window = time.monotonic() - (watcher.staged_at or started)  # Staging folder to exit: writing, verifying, publishing.
+        window = (watcher.published_at or time.monotonic()) - (watcher.staged_at or started)  # Writing, verifying, publishing.
         if reference.returncode != 0:
             problems.append(f"the reference export exited {reference.returncode}: {reference.stderr[-1500:]}")
         kills, incomplete_after = [], []
         for seed in seeds:
-            delay = float(np.random.default_rng(seed).uniform(0, 1.5 * window))
+            delay = float(np.random.default_rng(seed).uniform(0, 1.25 * window))
             watcher.reset()
             process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            before = _versions(model_base)
             staged = watcher.staged.wait(PROCESS_LIMIT_SECONDS) and process.poll() is None
             finished = not staged or _wait_exit(process, delay)
             staged_files = sum(len(files) for _, _, files in os.walk(model_base / watcher.staging)) if staged else 0
@@ -241,10 +242,11 @@ def kill_export(run_dir, base, seeds, formats=("savedmodel", "onnx"), name="mode
                 missing = version_problems(model_base / version, formats, deep=True)
                 if missing:
                     incomplete_after.append(f"{version}: {missing}")
+            published = [version for version in _versions(model_base) if version not in before]
             kills.append({"seed": seed, "after_staging_seconds": round(delay, 2), "killed": not finished, "exit_status": process.returncode,
-                          "staged_files": staged_files, "leftovers": leftovers})
+                          "staged_files": staged_files, "published": published, "leftovers": leftovers})
             log(f"export (seed {seed}) {'killed' if not finished else 'ended by itself'} {delay:.1f} s into a {window:.1f} s write window, "
-                f"{staged_files} files staged")
+                f"{staged_files} files staged, published {published or 'nothing'}")
         before = _versions(model_base)
         final = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True, text=True, timeout=PROCESS_LIMIT_SECONDS)
         after = _versions(model_base)
@@ -309,13 +311,13 @@ def version_problems(folder, formats, deep=False):
 class _VersionWatcher:
     """A thread that lists a model base path as TF Serving does and checks every version it sees.
 
-    It also notes when a new staging folder (`.tmp-*`) appears.
+    It also notes when a new staging folder (`.tmp-*`) appears, and when a new version does.
     """
 
     def __init__(self, model_base, formats, interval=0.005):
         self.model_base, self.formats, self.interval = Path(model_base), formats, interval
         self.partial, self.checks = [], 0
-        self.staged, self.staging, self.staged_at, self._known = threading.Event(), None, None, set()
+        self.staged, self.staging, self.staged_at, self.published_at, self._known = threading.Event(), None, None, None, set()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -323,9 +325,9 @@ class _VersionWatcher:
         self._thread.start()
 
     def reset(self):
-        """Starts watching for the next export's staging folder."""
+        """Starts watching for the next export's staging folder and version."""
         self._known = set(os.listdir(self.model_base)) if self.model_base.is_dir() else set()
-        self.staging, self.staged_at = None, None
+        self.staging, self.staged_at, self.published_at = None, None, None
         self.staged.clear()
 
     def stop(self):
@@ -344,6 +346,8 @@ class _VersionWatcher:
                     self.staged.set()
                 if entry.isdigit() and os.path.isdir(self.model_base / entry):
                     self.checks += 1
+                    if entry not in self._known and self.published_at is None:
+                        self.published_at = time.monotonic()
                     missing = version_problems(self.model_base / entry, self.formats)
                     if missing and (self.model_base / entry).exists():  # Not a folder removed meanwhile.
                         self.partial.append(f"{entry}: {missing}")
