@@ -1,6 +1,6 @@
-"""Fault injection with real processes and kill -9: training and export, then the same command again.
+"""Fault injection for training with real processes and kill -9, then the same command again.
 
-Training (`kill_training`): a `Scenario` starts `python -m training.run` through
+`kill_training(scenario, folder)`: a `Scenario` starts `python -m training.run` through
 `benchmarks.fault_child`, which pauses at a named point (`fault_child.POINTS`: mid-epoch,
 inside the best-checkpoint write, inside the backup write, between epochs before and
 after the backup, while the artifacts are written) so that SIGKILL lands exactly there;
@@ -19,14 +19,8 @@ checked (`check_run`):
 Multi-worker scenarios start two workers on this machine (TF_CONFIG on loopback ports) and
 kill one of them; the survivor must stop, not finish alone.
 
-Export (`kill_export`): `python -m export.run` killed at seeded random times while a thread
-watches the model base path as TF Serving would: only integer-named folders are versions,
-and every one it sees must be complete (`saved_model.pb`, `variables/`,
-`assets.extra/model_card.json`, `model.onnx` when asked). After the kills the next export
-must succeed and publish the next version.
-
-`run(quick)` is the `benchmarks.run --only robustness` part; `tests/reliability/` runs the
-same functions on tiny configs.
+The export's kills are `benchmarks.fault_export`; the benchmark part is
+`benchmarks.robustness_faults`; `tests/reliability/` runs the same functions on tiny configs.
 
 Example:
 >>> report = kill_training(Scenario("mlp", ["mlp", "--epochs", "4"], kills=[("mid-epoch", 1)]), "/tmp/faults")
@@ -38,12 +32,10 @@ import csv
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -67,9 +59,10 @@ class Scenario:
     Args:
         name: shown in reports.
         arguments: `training.run`'s arguments (the model first), the same for every launch.
-        kills: `[(point, epoch), ...]`: launch i stops at `point` at epoch `epoch` or later and is killed.
+        kills: `[(point, epoch), ...]`: launch i stops at `point` at epoch `epoch` or later and is killed;
+            `(point, epoch, worker)` names the worker of a multi-worker run (0 is the chief).
         workers: 1, or 2 for a multi-worker run on loopback ports.
-        killed_worker: which worker the hook and the kill go to (multi-worker).
+        killed_worker: which worker the hook and the kill go to when a kill names none.
     """
 
     def __init__(self, name, arguments, kills, workers=1, killed_worker=1):
@@ -89,12 +82,15 @@ def kill_training(scenario, folder, log=print):
     arguments = [*scenario.arguments, "--output", str(output), "--set", "train.verbose=2"]
     ports = _free_ports(scenario.workers) if scenario.workers > 1 else None
     kills, problems = [], []
-    for index, (point, epoch) in enumerate(scenario.kills):
+    for index, (point, epoch, *worker) in enumerate(scenario.kills):
+        worker = worker[0] if worker else scenario.killed_worker
         marker = folder / f"marker-{index}.json"
-        processes = _launch_all(arguments, folder, f"launch-{index}", ports, scenario, hook=(point, epoch, marker))
-        victim = processes[scenario.killed_worker if scenario.workers > 1 else 0]
+        processes = _launch_all(arguments, folder, f"launch-{index}", ports, scenario, hook=(point, epoch, marker, worker))
+        victim = processes[worker if scenario.workers > 1 else 0]
         reached = _wait_for(marker, victim)
         record = {"point": point, "epoch": None, "saved_epoch": None, "resumed_from": None, "note": ""}
+        if scenario.workers > 1:
+            record["worker"] = worker
         if reached is None:
             record["note"] = f"the process ended (status {victim.poll()}) before reaching {point}"
             _stop(processes)
@@ -105,7 +101,8 @@ def kill_training(scenario, folder, log=print):
         victim.wait()
         record["note"] = _wait_for_survivors(processes, victim)
         kills.append(record)
-        log(f"{scenario.name}: killed at {point} (epoch {reached['epoch']}, backup at epoch {record['saved_epoch']}) {record['note']}".rstrip())
+        log(f"{scenario.name}: killed {f'worker {worker} ' if scenario.workers > 1 else ''}at {point} (epoch {reached['epoch']}, "
+            f"backup at epoch {record['saved_epoch']}) {record['note']}".rstrip())
     processes = _launch_all(arguments, folder, "final", ports, scenario, hook=None)
     statuses = [_finish(process) for process in processes]
     logs = [(folder / f"final-{worker}.log").read_text() for worker in range(len(processes))]
@@ -194,170 +191,10 @@ def validation_loss(run_dir, name):
     return float(-log_probabilities[np.arange(len(y)), y].mean())
 
 
-# --- Export ---------------------------------------------------------------------------------
-
-
-def kill_export(run_dir, base, seeds, formats=("savedmodel", "onnx"), name="model", log=print):
-    """Exports `run_dir` once, then kills `export.run` at a seeded random point of its write per seed, then exports again.
-
-    The reference export measures the write window: from the staging folder's appearance
-    to the published version (writing, verifying, publishing every format). Each later
-    export is killed a seeded delay after its own staging folder appears, uniform over 1.25
-    times that window (the load on the machine varies: some kills land after the rename). While every export runs, a thread lists `base/name` every few
-    milliseconds and checks each integer-named folder, as TF Serving would see it.
-
-    Returns:
-        `{"reference_seconds", "write_window_seconds", "kills": [{"seed", "after_staging_seconds", "killed",
-        "exit_status", "staged_files", "published", "leftovers"}], "checks", "partial_versions_seen", "incomplete_after_kill",
-        "next_export_status", "versions", "problems"}`.
-    """
-    base, problems = Path(base), []
-    model_base = base / name
-    command = [sys.executable, "-m", "export.run", str(run_dir), "--base", str(base), "--name", name, "--format", *formats]
-    watcher = _VersionWatcher(model_base, formats)
-    watcher.start()
-    try:
-        started = time.monotonic()
-        watcher.reset()
-        reference = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True, text=True, timeout=PROCESS_LIMIT_SECONDS)
-        duration = time.monotonic() - started
-        window = (watcher.published_at or time.monotonic()) - (watcher.staged_at or started)  # Writing, verifying, publishing.
-        if reference.returncode != 0:
-            problems.append(f"the reference export exited {reference.returncode}: {reference.stderr[-1500:]}")
-        kills, incomplete_after = [], []
-        for seed in seeds:
-            delay = float(np.random.default_rng(seed).uniform(0, 1.25 * window))
-            watcher.reset()
-            process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            before = _versions(model_base)
-            staged = watcher.staged.wait(PROCESS_LIMIT_SECONDS) and process.poll() is None
-            finished = not staged or _wait_exit(process, delay)
-            staged_files = sum(len(files) for _, _, files in os.walk(model_base / watcher.staging)) if staged else 0
-            if not finished:
-                os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-            time.sleep(0.05)  # One more look by the watcher at what the kill left.
-            leftovers = sorted(entry.name for entry in model_base.iterdir() if not entry.name.isdigit()) if model_base.is_dir() else []
-            for version in _versions(model_base):
-                missing = version_problems(model_base / version, formats, deep=True)
-                if missing:
-                    incomplete_after.append(f"{version}: {missing}")
-            published = [version for version in _versions(model_base) if version not in before]
-            kills.append({"seed": seed, "after_staging_seconds": round(delay, 2), "killed": not finished, "exit_status": process.returncode,
-                          "staged_files": staged_files, "published": published, "leftovers": leftovers})
-            log(f"export (seed {seed}) {'killed' if not finished else 'ended by itself'} {delay:.1f} s into a {window:.1f} s write window, "
-                f"{staged_files} files staged, published {published or 'nothing'}")
-        before = _versions(model_base)
-        final = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True, text=True, timeout=PROCESS_LIMIT_SECONDS)
-        after = _versions(model_base)
-    finally:
-        watcher.stop()
-    new = [version for version in after if version not in before]
-    if final.returncode != 0:
-        problems.append(f"the export after the kills exited {final.returncode}: {final.stderr[-1500:]}")
-    elif len(new) != 1 or version_problems(model_base / new[0], formats, deep=True):
-        problems.append(f"the export after the kills published {new}")
-    if watcher.partial:
-        problems.append(f"partial versions visible: {watcher.partial[:5]}")
-    if incomplete_after:
-        problems.append(f"incomplete versions after a kill: {incomplete_after[:5]}")
-    return {
-        "reference_seconds": round(duration, 1), "write_window_seconds": round(window, 1), "kills": kills, "checks": watcher.checks,
-        "partial_versions_seen": len(watcher.partial), "incomplete_after_kill": len(incomplete_after), "next_export_status": final.returncode,
-        "versions": after, "problems": problems,
-    }
-
-
-def version_problems(folder, formats, deep=False):
-    """What a version folder lacks to be complete for `formats`; empty when complete.
-
-    Args:
-        folder: `<base>/<name>/<version>`.
-        formats: the formats the export was asked for.
-        deep: also parse `saved_model.pb` and `model.onnx` (slower; the watcher checks presence).
-    """
-    folder = Path(folder)
-    problems = []
-    required = ["assets.extra/model_card.json"]
-    if "savedmodel" in formats:
-        required += ["saved_model.pb", "variables/variables.index"]
-    if "onnx" in formats:
-        required.append("model.onnx")
-    for relative in required:
-        path = folder / relative
-        if not path.is_file() or path.stat().st_size == 0:
-            problems.append(f"{relative} missing")
-    if "savedmodel" in formats and not list((folder / "variables").glob("variables.data-*")):
-        problems.append("variables/variables.data-* missing")
-    try:
-        json.loads((folder / "assets.extra" / "model_card.json").read_text())
-    except (OSError, ValueError):
-        problems.append("assets.extra/model_card.json unreadable")
-    if deep and not problems:
-        from tensorflow.core.protobuf import saved_model_pb2
-
-        try:
-            if "savedmodel" in formats and not saved_model_pb2.SavedModel.FromString((folder / "saved_model.pb").read_bytes()).meta_graphs:
-                problems.append("saved_model.pb holds no graph")
-            if "onnx" in formats:
-                import onnx
-
-                onnx.checker.check_model(str(folder / "model.onnx"))
-        except Exception as error:  # Any parse failure is an incomplete file.
-            problems.append(f"unreadable: {type(error).__name__}: {str(error)[:200]}")
-    return problems
-
-
-class _VersionWatcher:
-    """A thread that lists a model base path as TF Serving does and checks every version it sees.
-
-    It also notes when a new staging folder (`.tmp-*`) appears, and when a new version does.
-    """
-
-    def __init__(self, model_base, formats, interval=0.005):
-        self.model_base, self.formats, self.interval = Path(model_base), formats, interval
-        self.partial, self.checks = [], 0
-        self.staged, self.staging, self.staged_at, self.published_at, self._known = threading.Event(), None, None, None, set()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def start(self):
-        self._thread.start()
-
-    def reset(self):
-        """Starts watching for the next export's staging folder and version."""
-        self._known = set(os.listdir(self.model_base)) if self.model_base.is_dir() else set()
-        self.staging, self.staged_at, self.published_at = None, None, None
-        self.staged.clear()
-
-    def stop(self):
-        self._done.set()
-        self._thread.join()
-
-    def _watch(self):
-        while not self._done.is_set():
-            try:
-                entries = os.listdir(self.model_base)
-            except FileNotFoundError:
-                entries = []
-            for entry in entries:
-                if entry.startswith(".tmp-") and entry not in self._known and not self.staged.is_set():
-                    self.staging, self.staged_at = entry, time.monotonic()
-                    self.staged.set()
-                if entry.isdigit() and os.path.isdir(self.model_base / entry):
-                    self.checks += 1
-                    if entry not in self._known and self.published_at is None:
-                        self.published_at = time.monotonic()
-                    missing = version_problems(self.model_base / entry, self.formats)
-                    if missing and (self.model_base / entry).exists():  # Not a folder removed meanwhile.
-                        self.partial.append(f"{entry}: {missing}")
-            self._done.wait(self.interval)
-
-
 # --- Processes ------------------------------------------------------------------------------
 
 
-def _environment(extra=None):
+def environment(extra=None):
     environment = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     environment.pop("KERASDL_FAULT_POINT", None)
     environment.pop("TF_CONFIG", None)
@@ -374,14 +211,14 @@ def _launch_all(arguments, folder, label, ports, scenario, hook):
         if ports:
             addresses = [f"127.0.0.1:{port}" for port in ports]
             extra["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": worker}})
-        if hook is not None and worker == (scenario.killed_worker if ports else 0):
-            point, epoch, marker = hook
+        if hook is not None and worker == (hook[3] if ports else 0):
+            point, epoch, marker, _ = hook
             extra.update(KERASDL_FAULT_POINT=point, KERASDL_FAULT_EPOCH=str(epoch), KERASDL_FAULT_MARKER=str(marker))
         # Unhooked launches of a shipped model are `python -m training.run` itself.
         module = "benchmarks.fault_child" if hook is not None or arguments[0] == TWO_PHASE_MODEL else "training.run"
         log_file = open(Path(folder) / f"{label}-{worker}.log", "w")
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", module, *arguments], cwd=REPO_ROOT, env=_environment(extra),
+            [sys.executable, "-m", module, *arguments], cwd=REPO_ROOT, env=environment(extra),
             stdout=log_file, stderr=subprocess.STDOUT,
         ))
         log_file.close()
@@ -400,7 +237,7 @@ def _wait_for(marker, process):
     return None
 
 
-def _wait_exit(process, seconds):
+def wait_exit(process, seconds):
     try:
         process.wait(timeout=seconds)
         return True
@@ -415,7 +252,7 @@ def _wait_for_survivors(processes, victim):
         if process is victim:
             continue
         started = time.monotonic()
-        if _wait_exit(process, SURVIVOR_LIMIT_SECONDS):
+        if wait_exit(process, SURVIVOR_LIMIT_SECONDS):
             notes.append(f"the surviving worker exited {process.returncode} after {time.monotonic() - started:.0f} s")
         else:
             os.kill(process.pid, signal.SIGKILL)
@@ -468,5 +305,3 @@ def _free_ports(count):
     return ports
 
 
-def _versions(model_base):
-    return sorted((entry.name for entry in Path(model_base).iterdir() if entry.name.isdigit() and entry.is_dir()), key=int) if Path(model_base).is_dir() else []

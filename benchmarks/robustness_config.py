@@ -244,4 +244,6 @@ def run(quick):
         f"{summary['accepted']} accepted, {summary['refused']} refused in one line, {summary['failures']} broke the property",
         f"real training runs: {summary['real_runs']} ({summary['real_trained']} trained, {summary['real_refused']} refused)",
     ]
-    return common.result("robustness_config", started, rows, targets, notes)
+    result = common.result("robustness_config", started, rows, targets, notes)
+    result["raw"] = summary
+    return result

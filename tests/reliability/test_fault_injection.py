@@ -15,7 +15,8 @@ export then succeeds. `benchmarks.run --only robustness` runs more points and se
 
 import pytest
 
-from benchmarks.fault_injection import Scenario, check_run, kill_export, kill_training, version_problems
+from benchmarks.fault_export import kill_export, version_problems
+from benchmarks.fault_injection import Scenario, check_run, kill_training
 
 # Phase 1: epochs 0-2 (frozen base); phase 2: epochs 3-4 (fine-tuning). The last kill lands between
 # epochs in phase 2: after epoch 3's history row and checkpoint, before its backup.
