@@ -2,8 +2,9 @@
 
 Each part is a function `run(quick) -> dict` in the `benchmarks.common` result shape,
 named in `PARTS` as `"module:function"`; its rows, targets and notes are gathered into
-one result, and a part that fails is recorded by name (in the result's `error`) while
-the others still run. Adding a check is one line in `PARTS`.
+one result (its `raw` numbers under `raw[<part name>]`), and a part that fails is
+recorded by name (in the result's `error`) while the others still run. Adding a check is
+one line in `PARTS`.
 
 Example:
 >>> from benchmarks import robustness
@@ -17,9 +18,13 @@ import traceback
 
 from benchmarks import common
 
-# Run in this order. The serving fuzz and concurrency checks join as one line each.
+# Run in this order: the data loaders, training.run's config values, the edge server (fuzzing
+# and concurrent clients on both backends), then kill -9 of training and export.
 PARTS = (
     "benchmarks.robustness_data:run",
+    "benchmarks.robustness_config:run",
+    "benchmarks.robustness_serving:run",
+    "benchmarks.robustness_faults:run",
 )
 
 
@@ -36,7 +41,7 @@ def run(quick, parts=PARTS):
         parts: `"module:function"` names (defaults to `PARTS`).
     """
     started = time.time()
-    rows, targets, notes, errors = [], [], [], []
+    rows, targets, notes, errors, raw = [], [], [], [], {}
     for part in parts:
         try:
             outcome = _load(part)(quick)
@@ -49,10 +54,14 @@ def run(quick, parts=PARTS):
             continue
         rows += outcome["rows"]
         targets += outcome["targets"]
+        if "raw" in outcome:
+            raw[outcome["name"]] = outcome["raw"]
         notes += [f"{outcome['name']}: {note}" for note in outcome["notes"]] + [f"{outcome['name']}: {outcome['seconds']:.0f} s"]
         if outcome.get("error"):
             errors.append(f"{part}: {outcome['error']}")
     result = common.result("robustness", started, rows, targets, notes)
+    if raw:
+        result["raw"] = raw  # Each part's own numbers (docs/RELIABILITY.md is rendered from them).
     if errors:
         result["error"] = " | ".join(errors)
     return result

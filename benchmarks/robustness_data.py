@@ -228,4 +228,6 @@ def run(quick):
     notes = [f"{summary['examples']} cases: {summary['loaded']} loaded, {summary['refused']} refused with a DataError"]
     if summary["first_failure"]:
         notes.append(f"first failure: {summary['first_failure'][:500]}")
-    return common.result("robustness_data", started, rows, targets, notes)
+    result = common.result("robustness_data", started, rows, targets, notes)
+    result["raw"] = summary
+    return result

@@ -4,12 +4,18 @@ Defaults are `kerasdl.config.TrainConfig`'s (read, never restated). The optimize
 learning-rate schedules are `kerasdl.optim`.
 """
 
+import glob
 import os
 
 import keras
 
 from kerasdl.config import TrainConfig
 from kerasdl.optim import step_decay
+from kerasdl.rundir import HISTORY_FILE
+
+BEST_CHECKPOINT = "best.keras"
+# ModelCheckpoint's file until its epoch is committed; Keras fills in the epoch (counted from 1).
+PENDING_CHECKPOINT = ".pending-best-{epoch}.keras"
 
 
 def make_callbacks(
@@ -59,12 +65,15 @@ def make_callbacks(
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
     os.makedirs(checkpoint_dir, exist_ok=True)
     early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True, verbose=1)
-    checkpoint = keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "best.keras"), monitor="val_loss", save_best_only=True)
+    # Written under an epoch's pending name, renamed to best.keras when BackupAndRestore commits
+    # that epoch (`commit_checkpoint`): a kill never leaves half a file, nor an epoch's
+    # checkpoint that the resumed run's history and best score do not know.
+    checkpoint = keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, PENDING_CHECKPOINT), monitor="val_loss", save_best_only=True)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         early_stopping,
         checkpoint,
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY_FILE), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), profile_batch=(5, 10) if profile else 0),
     ]
     tracked = [early_stopping, checkpoint]
@@ -78,9 +87,25 @@ def make_callbacks(
     # others' state are written: a run killed in between redoes that epoch rather than losing it.
     callbacks.append(distribute.backup_and_restore(
         backup_dir or os.path.join(run_dir, "backup"), cluster or distribute.ClusterInfo(strategy="default"),
-        tracked=tracked, initial_state=initial_state,
+        tracked=tracked, initial_state=initial_state, on_commit=lambda epoch: commit_checkpoint(checkpoint_dir, epoch),
     ))
     return callbacks
+
+
+def commit_checkpoint(checkpoint_dir, epoch):
+    """Makes `best.keras` the checkpoint of committed epoch `epoch` (1-based, as Keras names files), if one was written.
+
+    Pending checkpoints of any other epoch belong to epochs that were never committed (a
+    kill came between their write and their backup) and are removed.
+
+    Example:
+    >>> commit_checkpoint("runs/mlp/1/checkpoints", 3)  # .pending-best-3.keras -> best.keras
+    """
+    pending = os.path.join(checkpoint_dir, PENDING_CHECKPOINT.format(epoch=epoch))
+    if os.path.exists(pending):
+        os.replace(pending, os.path.join(checkpoint_dir, BEST_CHECKPOINT))
+    for leftover in glob.glob(os.path.join(checkpoint_dir, PENDING_CHECKPOINT.format(epoch="*"))):
+        os.remove(leftover)
 
 
 def progress_bar(steps_per_epoch):

@@ -1,9 +1,9 @@
 """The fit phases of a run: training, then fine-tuning for a model with a fine-tuning hook (ResNet50).
 
 Each phase is one `fit` with its own BackupAndRestore folder (`backup/`, `backup_finetune/`).
-A finished phase that another follows is recorded in the run directory
-(`kerasdl.rundir.record_phase`: its epochs, its weights, its best scores), so that a run
-killed in phase 2 resumes inside phase 2. Phase 2 continues phase 1's best score: its
+Every finished phase is recorded in the run directory (`kerasdl.rundir.record_phase`: its
+epochs, its weights, its best scores), so that a run killed in phase 2 resumes inside
+phase 2, and one killed after its last epoch only evaluates and writes its artifacts. Phase 2 continues phase 1's best score: its
 EarlyStopping and ModelCheckpoint start from phase 1's best, so `model.keras` is the best
 over all epochs of both phases.
 """
@@ -47,7 +47,9 @@ def fit_phases(run):
             state["EarlyStopping"] = dict(state["EarlyStopping"], best_weights_file=os.path.join(run.run_dir, done["weights"]))
         else:
             epochs, state = _fit(run, phase, start_epoch, seed)
-            if phase is not planned[-1] and run.cluster.is_chief:
+            # The last phase too: Keras deletes the backup when a fit ends, and a run killed
+            # before its artifacts are written must not train again from the first epoch.
+            if run.cluster.is_chief:
                 rundir.record_phase(run.run_dir, {"index": phase["index"], "name": phase["name"], "epochs": epochs, "callbacks": _without_weights(state)}, run.train_model)
         run.phases.append({
             "name": phase["name"], "epochs": epochs, "trainable_parameters": _trainable_parameters(run.model), "learning_rate": phase["learning_rate"],

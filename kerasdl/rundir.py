@@ -4,14 +4,18 @@
   owner's PID, host and process start time. The same command finds an unfinished run of the
   same config and resumes it when its owner is gone, or refuses in one line while the owner
   lives (a second terminal, a cron job firing twice).
-- `progress.json` records the finished phases of a two-phase run (ResNet50: head, then
-  fine-tuning) with the weights at the end of each, so that a run killed in phase 2 resumes
-  inside phase 2 instead of training phase 1 again. (Keras' BackupAndRestore deletes its
-  backup when a `fit` ends, i.e. at the end of phase 1.)
+- `progress.json` records the finished phases (ResNet50: head, then fine-tuning; other
+  models: one) with the weights at the end of each, so that a run killed in phase 2 resumes
+  inside phase 2 instead of training phase 1 again, and one killed after its last epoch
+  goes straight to its artifacts. (Keras' BackupAndRestore deletes its backup when a `fit`
+  ends.)
+- `history.csv` is cut back to the epochs the backup committed when a run resumes
+  (`trim_history`), so that it holds each epoch once.
 
 TensorFlow-free; the training loop is `kerasdl.train`.
 """
 
+import csv
 import datetime
 import glob
 import hashlib
@@ -22,6 +26,7 @@ import time
 
 LOCK_FILE = "RUNNING"
 PROGRESS_FILE = "progress.json"
+HISTORY_FILE = "history.csv"
 
 
 class RunInProgressError(Exception):
@@ -185,6 +190,32 @@ def saved_epoch(backup_dir):
         return 0
     with open(path) as handle:
         return int(json.load(handle).get("epoch", 0))
+
+
+def trim_history(run_dir, epoch):
+    """Keeps the rows of `history.csv` for epochs before `epoch` (where a resumed run starts); atomic.
+
+    CSVLogger writes an epoch's row before BackupAndRestore commits the epoch, so a run
+    killed in between (or while the row was being written) trains that epoch again and
+    would append it twice, or after a torn line.
+
+    Example:
+    >>> trim_history("runs/mlp/20260101-000000", 3)  # rows of epochs 0, 1 and 2 stay
+    """
+    path = os.path.join(run_dir, HISTORY_FILE)
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    header, kept = rows[0], [row for row in rows[1:] if len(row) == len(rows[0]) and row[0].isdigit() and int(row[0]) < epoch]
+    if len(kept) == len(rows) - 1:
+        return
+    partial = f"{path}.partial-{os.getpid()}"
+    with open(partial, "w", newline="") as handle:
+        csv.writer(handle).writerows([header] + kept)
+    os.replace(partial, path)
 
 
 def read_progress(run_dir):

@@ -211,7 +211,7 @@ def open_run_dir(run, workdir, fresh):
     Made only now, once data and model are known to be good, so that a bad input or an
     unavailable download leaves nothing half-written behind.
     """
-    from kerasdl import distribute
+    from kerasdl import distribute, phases
 
     config, cluster = run.config, run.cluster
     if run.multi_worker:
@@ -232,7 +232,11 @@ def open_run_dir(run, workdir, fresh):
     run.completed_phases = rundir.read_progress(run_dir)["phases"]
     backup = "backup_finetune" if run.completed_phases else "backup"
     epoch = rundir.saved_epoch(os.path.join(run_dir, backup)) or sum(phase["epochs"] for phase in run.completed_phases)
-    if epoch:
+    if cluster.is_chief:
+        rundir.trim_history(run_dir, epoch)  # Rows of epochs that were not committed are trained again.
+    if len(run.completed_phases) == len(phases.plan_phases(run)):
+        run.log(f"resuming {run_dir} from epoch {epoch}: every epoch is trained; evaluating and writing the artifacts")
+    elif epoch:
         where = f" in phase {len(run.completed_phases) + 1}" if run.completed_phases else ""
         run.log(f"resuming {run_dir}{where} from epoch {epoch} (saved by BackupAndRestore)")
     return epoch

@@ -67,7 +67,7 @@ def _remove_temporary_dirs():
 atexit.register(_remove_temporary_dirs)
 
 
-def backup_and_restore(backup_dir, info, tracked=(), initial_state=None, **kwargs):
+def backup_and_restore(backup_dir, info, tracked=(), initial_state=None, on_commit=None, **kwargs):
     """Returns a BackupAndRestore callback that is safe with several workers and keeps the best scores.
 
     Keras 3's `BackupAndRestore` lets every worker write the same files, which races on
@@ -76,7 +76,9 @@ def backup_and_restore(backup_dir, info, tracked=(), initial_state=None, **kwarg
     shared filesystem, or the same path on one machine, as the TF multi-worker guide
     asks), but only the chief's writes land there; the others write to a temporary
     directory (saving is a collective they must join). Files are written under a
-    temporary name and renamed, so a kill leaves the previous complete backup.
+    temporary name and renamed, each epoch's weights to a file of their own, and the
+    metadata (epoch, weights file, best scores) last: its rename commits the epoch, so a
+    kill anywhere leaves the previous complete backup.
 
     Keras' backup holds the weights and the epoch only, so a resumed EarlyStopping or
     ModelCheckpoint would forget its best score and `model.keras` would be the best since
@@ -106,33 +108,39 @@ def backup_and_restore(backup_dir, info, tracked=(), initial_state=None, **kwarg
 
         def _save_model(self):
             os.makedirs(self._write_dir, exist_ok=True)
-            weights_path = os.path.join(self._write_dir, "latest.weights.h5")
             metadata_path = os.path.join(self._write_dir, "training_metadata.json")
-            if self.double_checkpoint:
-                for path in (weights_path, metadata_path):
-                    if os.path.exists(path):
-                        shutil.copyfile(path, f"{path}.bkp")
+            if self.double_checkpoint and os.path.exists(metadata_path):
+                shutil.copyfile(metadata_path, f"{metadata_path}.bkp")
+                shutil.copyfile(os.path.join(self._write_dir, _read_json(metadata_path).get("weights", "latest.weights.h5")),
+                                os.path.join(self._write_dir, "latest.weights.h5.bkp"))
+            # The weights of each epoch get their own file and the metadata names it: writing the
+            # metadata is the one atomic step that commits an epoch (weights, epoch and best scores
+            # together). A kill before it leaves the previous epoch's files as they were.
+            weights_name = f"{WEIGHTS_PREFIX}{self._current_epoch}-batch-{self._last_batch_seen}.weights.h5"
             partial_weights = os.path.join(self._write_dir, f"partial-{os.getpid()}.weights.h5")
             self.model.save_weights(partial_weights, overwrite=True)
-            os.replace(partial_weights, weights_path)
-            metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+            os.replace(partial_weights, os.path.join(self._write_dir, weights_name))
+            metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": weights_name}
             if tracked:
                 metadata["callbacks"] = callback_state(tracked, self._write_dir)
             _write_json(metadata_path, metadata)
-            if tracked:
-                keep = {state.get("best_weights_file") for state in metadata["callbacks"].values()}
-                for name in os.listdir(self._write_dir):
-                    if name.startswith(BEST_WEIGHTS_PREFIX) and name not in keep:
-                        os.remove(os.path.join(self._write_dir, name))
+            if on_commit is not None:
+                on_commit(self._current_epoch)
+            keep = {weights_name} | {state.get("best_weights_file") for state in metadata.get("callbacks", {}).values()}
+            for name in os.listdir(self._write_dir):
+                if name.startswith((BEST_WEIGHTS_PREFIX, WEIGHTS_PREFIX)) and name not in keep:
+                    os.remove(os.path.join(self._write_dir, name))
 
         def _load_model(self):
+            metadata = _read_json(self._training_metadata_path) if os.path.exists(self._training_metadata_path) else {}
+            if metadata.get("weights"):
+                self._weights_path = os.path.join(self.backup_dir, metadata["weights"])
             super()._load_model()
+            if on_commit is not None:
+                on_commit(metadata.get("epoch", 0))
             if not tracked:
                 return
-            state = initial_state
-            if os.path.exists(self._training_metadata_path):
-                with open(self._training_metadata_path) as handle:
-                    state = json.load(handle).get("callbacks", initial_state)
+            state = metadata.get("callbacks", initial_state)
             if state:
                 restore_callback_state(tracked, state, self.backup_dir)
 
@@ -152,6 +160,8 @@ RESUMABLE_ATTRIBUTES = {
     "ReduceLROnPlateau": ("best", "wait", "cooldown_counter"),
 }
 BEST_WEIGHTS_PREFIX = "best-weights-epoch-"
+# The backup's weights: one file per committed epoch, named by training_metadata.json.
+WEIGHTS_PREFIX = "weights-epoch-"
 
 
 def callback_state(callbacks, folder):
@@ -214,6 +224,11 @@ def _plain_number(value):
     if value is None or isinstance(value, (int, float, str)):
         return value
     return value.item() if hasattr(value, "item") else float(value)
+
+
+def _read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
 
 
 def _write_json(path, value):

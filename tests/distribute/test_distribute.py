@@ -158,7 +158,7 @@ def test_backup_is_written_by_the_chief_only_and_restores(tmp_path):
     callback.set_model(model)
     callback.on_epoch_end(0)
     assert not os.path.exists(backup_dir)  # another worker's copy goes to its own temporary dir
-    assert os.path.exists(os.path.join(callback._write_dir, "latest.weights.h5"))
+    assert os.path.exists(os.path.join(callback._write_dir, "weights-epoch-1-batch-0.weights.h5"))
     callback.on_train_end()
     assert not os.path.exists(callback._write_dir)
 
@@ -166,8 +166,9 @@ def test_backup_is_written_by_the_chief_only_and_restores(tmp_path):
     callback = distribute.backup_and_restore(backup_dir, chief)
     callback.set_model(model)
     callback.on_epoch_end(2)
-    assert sorted(os.listdir(backup_dir)) == ["latest.weights.h5", "training_metadata.json"]  # no partial files
-    assert json.loads(Path(backup_dir, "training_metadata.json").read_text()) == {"epoch": 3, "batch": 0}
+    assert sorted(os.listdir(backup_dir)) == ["training_metadata.json", "weights-epoch-3-batch-0.weights.h5"]  # no partial files
+    # The metadata names the epoch's weights file: writing it commits weights and epoch together.
+    assert json.loads(Path(backup_dir, "training_metadata.json").read_text()) == {"epoch": 3, "batch": 0, "weights": "weights-epoch-3-batch-0.weights.h5"}
 
     # A fresh process (here: a fresh model) on any worker resumes from the chief's backup.
     restored = build()
