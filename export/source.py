@@ -65,6 +65,8 @@ class ExportSource:
     calibration_path: object = None
     config: object = None
     metrics: object = None
+    # Image models: the held-out files' bytes (the raw input of `image_bytes` and the edge server).
+    encoded: object = None
 
     @property
     def name(self):
@@ -119,9 +121,13 @@ def load_source(path, max_examples=MAX_EXAMPLES):
 
     examples, labels, origin = None, None, "synthetic"
     calibration_path = config = metrics = None
+    encoded = None
     if run_dir is not None:
-        validation_path = _data_file(run_dir, "validation", metadata)
-        if validation_path is not None:
+        heldout = _read_heldout(run_dir, metadata, max_examples)
+        validation_path = _data_file(run_dir, "validation", metadata) if heldout is None else None
+        if heldout is not None:
+            examples, labels, encoded, origin = heldout.examples, heldout.labels, heldout.encoded, heldout.origin
+        elif validation_path is not None:
             examples, labels = _read_examples(validation_path, metadata, max_examples)
             origin = str(validation_path)
         calibration_path = _data_file(run_dir, "calibration", metadata)
@@ -140,6 +146,7 @@ def load_source(path, max_examples=MAX_EXAMPLES):
         calibration_path=calibration_path,
         config=config,
         metrics=metrics,
+        encoded=encoded,
     )
 
 
@@ -214,6 +221,19 @@ def _load_keras_model(model_path):
     return model
 
 
+def _read_heldout(run_dir, metadata, limit):
+    """The run's raw held-out test examples (`kerasdl.heldout`), or None for runs written before them."""
+    from kerasdl.heldout import read_heldout
+
+    try:
+        heldout = read_heldout(run_dir, metadata, limit)
+    except ValueError as error:
+        raise ExportError(str(error)) from None
+    if heldout is not None and not heldout.examples:
+        raise ExportError(f"{heldout.origin}: holds no examples; the export needs a few to verify the artifacts")
+    return heldout
+
+
 def _data_file(run_dir, stem, metadata):
     extension = ".json" if metadata["modality"] == "text" else ".npz"
     candidate = Path(run_dir) / "data" / f"{stem}{extension}"
@@ -231,7 +251,9 @@ def _read_examples(path, metadata, limit):
     else:
         try:
             with np.load(path) as content:
-                examples = np.asarray(content["x"], dtype="float32")[:limit]
+                # uint8 pixels (calibration images) stay uint8 until a batch is fed: a quarter of the memory.
+                examples = content["x"][:limit]
+                examples = examples if examples.dtype == np.uint8 else np.asarray(examples, dtype="float32")
                 labels = content["y"] if "y" in content.files else None
         except (ValueError, KeyError, OSError) as error:
             raise ExportError(f"{path}: expected an .npz with arrays x and y ({error})") from None

@@ -21,13 +21,10 @@ from kerasdl.callbacks import make_callbacks, make_optimizer, steps_per_epoch
 from kerasdl.data import load_data
 from kerasdl.data.augment import make_augmenter
 from kerasdl.data.pipeline import make_pipeline, normalization_statistics, take_examples
+from kerasdl.heldout import save_run_examples
 from kerasdl.models.registry import DataFacts, get_model_entry
 
 RUNNING_MARKER = "RUNNING"
-# Raw held-out examples kept with the run for export parity checks and the warmup file,
-# and raw training examples for static int8 calibration.
-VALIDATION_EXAMPLES = 64
-CALIBRATION_EXAMPLES = 256
 
 
 def config_fingerprint(config):
@@ -243,7 +240,9 @@ def run(config, fresh=False, log=print):
     save_model(model, os.path.join(run_dir, "model.keras"), metadata)
     if entry.save_extras is not None:
         entry.save_extras(model, run_dir)
-    _save_examples(run_dir, splits)
+    # Raw test examples (with the class this evaluation gave each) for export and the served
+    # paths' checks, and training examples for int8 calibration (kerasdl.heldout).
+    save_run_examples(run_dir, splits, logits.argmax(axis=-1))
     history_columns = report.read_history(os.path.join(run_dir, "history.csv"))
     findings = report.diagnose(history_columns, len(splits.class_names))
     metrics["diagnosis"] = findings
@@ -282,15 +281,8 @@ def _input_spec(splits):
         spec["padding_value"] = 0.0
     if splits.modality == "image":
         spec["value_range"] = [0, 255]
+        # Raw decoded pixels of any size: the model resizes them to its own image_size inside.
+        spec["image_size"] = spec["shape"][:2]
+        spec["shape"] = [None, None, spec["shape"][2]]
     return spec
 
-
-def _save_examples(run_dir, splits):
-    folder = os.path.join(run_dir, "data")
-    os.makedirs(folder, exist_ok=True)
-    for name, split, count in (("validation", splits.validation, VALIDATION_EXAMPLES), ("calibration", splits.train, CALIBRATION_EXAMPLES)):
-        x, y = take_examples(split, count)
-        if splits.modality == "text":
-            report.write_json(os.path.join(folder, f"{name}.json"), {"x": list(x), "y": y.tolist()})
-        else:
-            np.savez(os.path.join(folder, f"{name}.npz"), x=x.astype(np.float32), y=y)

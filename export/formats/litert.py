@@ -269,7 +269,8 @@ def _conversion_model(job):
         model = job.source.model
         shape = [None] + list(metadata["input"]["shape"])
         if metadata["modality"] == "sequence" and shape[1] is None:
-            shape[1] = max(np.asarray(examples).shape[1] for examples in (job.source.examples, job.source.calibration_examples()))
+            # Held-out series are kept without their padding (lists of any length).
+            shape[1] = max(len(series) for examples in (job.source.examples, job.source.calibration_examples()) for series in examples)
         shapes = {names[0]: (tuple(shape), "float32")}
     steps = next(iter(shapes.values()))[0][1] if metadata["modality"] in ("text", "sequence") else None
     unrolled = _recurrent_layer_names(model)

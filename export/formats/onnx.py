@@ -81,10 +81,7 @@ def quantize(job):
     fp32 = load(fp32_path)
     calibration = None
     if method == "static":
-        examples = job.source.calibration_examples()
-        calibration = [
-            fp32.cast(fp32.feed(examples[start : start + CALIBRATION_BATCH])) for start in range(0, len(examples), CALIBRATION_BATCH)
-        ]
+        calibration = CalibrationFeeds(fp32, job.source.calibration_examples(), CALIBRATION_BATCH)
     details = quantize_int8(fp32_path, int8_path, method, calibration)
     examples = job.source.examples
     comparison = int8_comparison(fp32.predict(examples), load(int8_path).predict(examples), job.source.labels, fp32_path, int8_path)
@@ -92,6 +89,29 @@ def quantize(job):
     job.log(int8_summary(f"int8 ({method})", comparison, limit))
     accepted = comparison["accuracy_drop_points"] <= limit
     return "quantization", {"file": FILES["int8"], **details, "comparison": comparison, "max_accuracy_drop_points": limit, "accepted": accepted}
+
+
+class CalibrationFeeds:
+    """The calibration batches as ONNX feeds, made one at a time as ONNX Runtime's calibrator reads them.
+
+    A list of all feeds would hold every calibration example as float32 at once
+    (132 MB for 220 ResNet50 images); the examples stay as stored (uint8 pixels).
+    Images go in batches of `kerasdl.runtime.images.image_batch_size`.
+    """
+
+    def __init__(self, runner, examples, batch_size):
+        from kerasdl.runtime.images import image_batch_size
+
+        self.runner, self.examples = runner, examples
+        image = runner.modality == "image" and len(examples)
+        self.batch_size = image_batch_size(examples[0].shape, batch_size) if image else batch_size
+
+    def __len__(self):
+        return -(-len(self.examples) // self.batch_size)
+
+    def __iter__(self):
+        for start in range(0, len(self.examples), self.batch_size):
+            yield self.runner.cast(self.runner.feed(self.examples[start : start + self.batch_size]))
 
 
 def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None):
@@ -120,7 +140,6 @@ def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None):
     """
     import onnx
     import tensorflow as tf
-    import tf2onnx
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     # The numpy-2 compatibility patch that `model.export(format="onnx")` applies to tf2onnx.
@@ -150,14 +169,12 @@ def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None):
         raise VerificationError(f"the frozen model has {len(graph_outputs)} outputs; expected one (probabilities)")
     renames = {name: name.split(":")[0] for name in graph_inputs}
     renames[graph_outputs[0]] = ONNX_OUTPUT
-    model_proto, _ = tf2onnx.convert.from_graph_def(
-        graph_def,
-        name=metadata.get("model") or model.name,
-        input_names=graph_inputs,
-        output_names=graph_outputs,
-        opset=opset,
-        tensors_to_rename=renames,
-    )
+    # tf2onnx's from_graph_def, without the 5 GB its optimizer loop left behind for ResNet50.
+    from export.onnx_convert import convert_graph_def
+
+    del concrete, frozen
+    model_proto = convert_graph_def(graph_def, metadata.get("model") or model.name, graph_inputs, graph_outputs, opset, renames)
+    del graph_def
 
     assert_inputs(model_proto, expected_names)
     _name_dynamic_axes(model_proto, metadata)
@@ -237,12 +254,18 @@ def _name_dynamic_axes(model_proto, metadata):
                 dim.dim_param = "batch"
             elif axis == 1 and metadata["modality"] in ("sequence", "text") and value.name != ONNX_OUTPUT:
                 dim.dim_param = "time" if metadata["modality"] == "sequence" else "tokens"
+            elif axis in (1, 2) and metadata["modality"] == "image" and value.name != ONNX_OUTPUT:
+                dim.dim_param = "height" if axis == 1 else "width"
 
 
 def _preprocessing(metadata):
     modality = metadata["modality"]
     if modality == "image":
-        return {"inside_model": "per-channel normalization (and resize for resnet50)", "input": "raw pixels 0-255, HWC, float32"}
+        from kerasdl.contract import image_size
+
+        return {"inside_model": "bilinear resize (half-pixel centres, as tf.image.resize) to image_size, then the model's "
+                                "own normalization", "image_size": image_size(metadata),
+                "input": "raw decoded pixels 0-255 of any size, HWC, float32 (decode only; see kerasdl/runtime/images.py)"}
     if modality == "features":
         return {"inside_model": "per-feature normalization", "input": "raw features, float32"}
     if modality == "sequence":

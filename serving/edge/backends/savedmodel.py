@@ -35,6 +35,8 @@ class SavedModelBackend:
 
         self._tf = tf
         self.folder = os.fspath(folder)
+        import tensorflow_text  # noqa: F401  (TF Text's ops, which text SavedModels use and TF Serving links)
+
         self.loaded = tf.saved_model.load(self.folder)
         self.functions = dict(self.loaded.signatures)
         if not self.functions:
