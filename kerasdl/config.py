@@ -53,6 +53,9 @@ class DataConfig:
     # Text files' encoding (e.g. "latin-1"); None detects it: a byte-order mark, else UTF-8,
     # else cp1252 with a note, which covers the files spreadsheets write.
     encoding: typing.Optional[str] = None
+    # Names for the classes, in class-id order (the sorted labels), e.g. [negative, positive]
+    # for 0/1 labels; None keeps the labels themselves. Every artifact and answer uses these.
+    class_names: typing.Optional[list] = None
 
 
 @dataclasses.dataclass
