@@ -1,28 +1,59 @@
-"""Pure-Python tokenizers that give the same token ids as the models' in-graph tokenizers.
+"""TensorFlow-free tokenizers, built on Hugging Face `tokenizers`, that give the models' in-graph token ids.
 
 An ONNX text model takes token ids, not strings (ONNX has no string ops), so
 the tokenizer travels beside it in `tokenizer/`: `vocab.txt` (one token per
 line, line number = id) and `tokenizer.json` (the settings). This module turns
-text into the ONNX inputs on a box that has only numpy and onnxruntime: it
-imports no TensorFlow, Keras or `regex`, on purpose.
+text into the ONNX inputs on a box without TensorFlow or Keras (the edge
+server imports it): the pipelines are `tokenizers` normalizers,
+pre-tokenizers, models and post-processors.
 
-Two tokenizers, matching the two text models:
-
-- `TextVectorizationTokenizer` reproduces `keras.layers.TextVectorization(
+- `TextVectorizationTokenizer` = `keras.layers.TextVectorization(
   standardize="lower_and_strip_punctuation", split="whitespace",
-  output_mode="int")` of the text LSTM: ASCII lowercase (`tf.strings.lower`),
-  delete ASCII punctuation (the Keras regex), split on ASCII whitespace, look
-  each word up (0 = padding, 1 = out of vocabulary), cut or zero-pad to the
-  sequence length. Output: `token_ids`.
-- `WordPieceTokenizer` reproduces keras-hub's `BertTokenizer` plus the
-  `BertTextClassifierPreprocessor` packing: strip accents (NFD, drop marks),
-  split on whitespace/control characters, punctuation and CJK characters
-  (punctuation and CJK kept as words), case-fold each word (NFKC_Casefold),
-  greedy longest-match WordPiece with `##` suffixes (a word that cannot be
-  split, or longer than 100 bytes, becomes `[UNK]`), then
-  `[CLS] tokens [SEP]` cut to the sequence length and padded. Outputs:
-  `token_ids`, `segment_ids` (all 0, one segment) and `padding_mask`
-  (1 on real tokens).
+  output_mode="int")` of the recurrent text models: `Replace` normalizers
+  lowercase ASCII letters only (as `tf.strings.lower` does) and delete Keras'
+  punctuation regex, a `Split` pre-tokenizer splits on ASCII whitespace, a
+  `WordLevel` model looks words up (0 = padding, 1 = out of vocabulary), and
+  truncation/padding cut or zero-pad to the sequence length. Output:
+  `token_ids`.
+- `WordPieceTokenizer` = keras-hub's `BertTokenizer` plus the
+  `BertTextClassifierPreprocessor` packing, as its TensorFlow graph runs them
+  (in training's tf.data pipeline and in the SavedModel): end the text at its
+  first NUL (`tf_text.regex_split` does), strip accents (NFD, drop `\\p{Mn}`),
+  split on ASCII whitespace and `\\p{Cc}`/`\\p{Cf}`, isolate punctuation (all
+  ASCII symbols and `\\p{P}`) and CJK ideographs, case-fold, `WordPiece` with
+  `##` suffixes, then `[CLS] tokens [SEP]` cut to the sequence length and
+  padded. Outputs: `token_ids`, `segment_ids` (all 0, one segment) and
+  `padding_mask` (1 on real tokens). (An eager keras-hub call runs its own
+  pure-Python emulation instead, which differs from the graph on rare input,
+  e.g. NUL or "a" + U+034F + U+0301.)
+
+Hand-written, where `tokenizers` cannot reach keras-hub's ids (WordPiece only):
+
+1. keras-hub case-folds each word *after* splitting (`tf_text.case_fold_utf8`,
+   ICU's NFKC_Casefold); a `tokenizers` normalizer runs *before* the split and
+   only has Unicode lowercasing. For nearly every character NFKC + lowercase
+   on the whole text gives the same words, and such texts run fully in the
+   library. A character for which it does not (checked once per character,
+   `_fast_path_character`) sends its text down an exact path: the library
+   splits, `_casefold` folds each word in Python, and the library runs
+   WordPiece and the packing on those words. Examples: "ß" -> "ss" (case
+   folding is not lowercasing), Cherokee (folds to capitals), NBSP and other
+   spaces that NFKC turns into " " inside a word (keras-hub keeps one word, so
+   `[UNK]`), "…" -> "..." (one punctuation word, not three), Kangxi radicals
+   that NFKC turns into CJK ideographs (not split), "<" + U+0338 (NFKC would
+   compose "≮" across the split), Greek iota subscripts, and marks newer than
+   the library's NFKC data.
+2. `tf_text.FastWordpieceTokenizer` turns a word of more than 100 UTF-8 *bytes*
+   into `[UNK]`; `tokenizers`' WordPiece counts *characters*. An ASCII word has
+   as many of one as of the other; a text with a run of 26 or more characters
+   that holds non-ASCII takes the exact path, which counts bytes.
+
+Both paths give keras-hub's graph ids for every assigned BMP character, and for
+every code point Python's `unicodedata` knows (checked once, word by word,
+against `pretokenize` over all 1.1M code points); tests/test_tokenizer.py checks
+the BMP. Characters added to Unicode after Python 3.11's Unicode 14 may differ.
+The module is over 300 lines because the exact path belongs beside the
+pipeline whose gaps it fills.
 
 Example:
 >>> tokenizer = load_tokenizer("exports/text_lstm/1/tokenizer")
@@ -30,60 +61,54 @@ Example:
 (1, 64)
 """
 
+import functools
 import json
 import os
 import re
+import string
 import unicodedata
 
 import numpy as np
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCABULARY_FILE = "vocab.txt"
 
-# `keras.layers.TextVectorization`'s punctuation regex (ASCII only).
-_KERAS_PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
+# `keras.layers.TextVectorization`'s punctuation regex: all 32 ASCII punctuation characters.
+_KERAS_PUNCTUATION = r"[!-/:-@\[-`{-~]"
 # `tf.strings.split` without a separator splits on ASCII whitespace only.
-_ASCII_WHITESPACE = re.compile(r"[ \t\n\r\f\v]+")
-# `tf.strings.lower` without an encoding lowercases ASCII letters only.
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
+_ASCII_WHITESPACE = r"[ \t\n\r\f\v]+"
+# keras-hub's delimiters: RE2's \s (ASCII only) plus control and format characters.
+_BERT_DELIMITERS = r"[ \t\n\r\f\p{Cc}\p{Cf}]"
+# keras-hub's punctuation: all non-letter/number ASCII (as the original BERT) plus Unicode P*.
+_BERT_PUNCTUATION = r"[!-/:-@\[-`{-~\p{P}]"
+# CJK ideograph blocks (from the original BERT tokenizer), split into single-character words.
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+# Default_Ignorable_Code_Points that NFKC_Casefold deletes and that are not
+# \p{Cf} (those are delimiters and never reach case folding).
+_IGNORABLE_RANGES = ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180D),
+                     (0x180F, 0x180F), (0x2065, 0x2065),
+                     (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0xE0000, 0xE0000),
+                     (0xE0002, 0xE001F), (0xE0080, 0xE00FF), (0xE0100, 0xE0FFF))
 # `tf_text.FastWordpieceTokenizer` maps words longer than this many bytes to [UNK].
 _MAX_BYTES_PER_WORD = 100
-# CJK ideograph blocks (from the original BERT tokenizer), split into single-character words.
-_CJK_RANGES = (
-    (0x4E00, 0x9FFF),
-    (0x3400, 0x4DBF),
-    (0x20000, 0x2A6DF),
-    (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F),
-    (0x2B820, 0x2CEAF),
-    (0xF900, 0xFAFF),
-    (0x2F800, 0x2FA1F),
-)
-# Unicode Default_Ignorable_Code_Point ranges, which NFKC_Casefold removes.
-_DEFAULT_IGNORABLE_RANGES = (
-    (0x00AD, 0x00AD),
-    (0x034F, 0x034F),
-    (0x061C, 0x061C),
-    (0x115F, 0x1160),
-    (0x17B4, 0x17B5),
-    (0x180B, 0x180F),
-    (0x200B, 0x200F),
-    (0x202A, 0x202E),
-    (0x2060, 0x206F),
-    (0x3164, 0x3164),
-    (0xFE00, 0xFE0F),
-    (0xFEFF, 0xFEFF),
-    (0xFFA0, 0xFFA0),
-    (0xFFF0, 0xFFF8),
-    (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A),
-    (0xE0000, 0xE0FFF),
-)
+# A word over 100 bytes has at least 26 characters (4 bytes at most each).
+_LONG_RUN = re.compile(r"[^\x00-\x20!-/:-@\[-`{-~]{26,}")
+# "<", "=" or ">" + this mark compose to "≮", "≠", "≯": the only canonical
+# composition that joins a split delimiter with the character after it.
+_COMBINING_LONG_SOLIDUS = "\u0338"
+
+
+def _onig_class(ranges):
+    return "[" + "".join(f"\\x{{{low:X}}}-\\x{{{high:X}}}" for low, high in ranges) + "]"
+
+
+_IGNORABLE = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in _IGNORABLE_RANGES) + "]")
 
 
 class TextVectorizationTokenizer:
-    """The text LSTM's `TextVectorization` in plain Python.
+    """The text models' `TextVectorization` as a `tokenizers` pipeline.
 
     Args:
         vocabulary: all tokens, index = id, starting with `""` (padding, id 0)
@@ -103,35 +128,44 @@ class TextVectorizationTokenizer:
 
     def __init__(self, vocabulary, sequence_length=None, lowercase=True, strip_punctuation=True):
         self.vocabulary = list(vocabulary)
+        if len(self.vocabulary) < 2:
+            raise ValueError("a TextVectorization vocabulary starts with the padding and out-of-vocabulary tokens")
         self.sequence_length = sequence_length
         self.lowercase = lowercase
         self.strip_punctuation = strip_punctuation
         self.padding_id = 0
         self.oov_id = 1
-        self._ids = {token: index for index, token in enumerate(self.vocabulary)}
+        ids = {token: index for index, token in enumerate(self.vocabulary)}
+        self._tokenizer = Tokenizer(models.WordLevel(ids, unk_token=self.vocabulary[self.oov_id]))
+        steps = []
+        if lowercase:
+            # `tokenizers.normalizers.Lowercase` is Unicode-wide; tf.strings.lower maps A-Z only.
+            steps += [normalizers.Replace(letter, letter.lower()) for letter in string.ascii_uppercase]
+        if strip_punctuation:
+            steps.append(normalizers.Replace(Regex(_KERAS_PUNCTUATION), ""))
+        self._tokenizer.normalizer = normalizers.Sequence(steps)
+        self._tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(_ASCII_WHITESPACE), "removed")
+        if sequence_length is not None:
+            self._tokenizer.enable_truncation(max_length=sequence_length)
+        self._tokenizer.enable_padding(length=sequence_length, pad_id=self.padding_id, pad_token=self.vocabulary[0])
 
     def tokenize(self, text):
         """Returns the words of `text` after standardization and splitting."""
-        if self.lowercase:
-            text = text.translate(_ASCII_LOWER)
-        if self.strip_punctuation:
-            text = _KERAS_PUNCTUATION.sub("", text)
-        return [word for word in _ASCII_WHITESPACE.split(text) if word]
+        normalized = self._tokenizer.normalizer.normalize_str(text)
+        return [word for word, _ in self._tokenizer.pre_tokenizer.pre_tokenize_str(normalized)]
 
     def encode(self, text):
         """Returns the token ids of one text (cut/padded to `sequence_length` when set)."""
-        ids = [self._ids.get(word, self.oov_id) for word in self.tokenize(text)]
-        if self.sequence_length is not None:
-            ids = ids[: self.sequence_length] + [self.padding_id] * max(0, self.sequence_length - len(ids))
-        return ids
+        return self._tokenizer.encode(text).ids
 
     def encode_batch(self, texts):
         """Returns `{"token_ids": int64 [batch, length]}` for a list of texts."""
-        rows = [self.encode(text) for text in texts]
+        rows = [encoding.ids for encoding in self._tokenizer.encode_batch_fast(_text_list(texts))]
+        # Without a sequence length an all-empty batch still gets one (padding) column.
         length = self.sequence_length or max([len(row) for row in rows] + [1])
-        token_ids = np.zeros((len(rows), length), dtype="int64")
-        for index, row in enumerate(rows):
-            token_ids[index, : len(row)] = row
+        token_ids = np.full((len(rows), length), self.padding_id, dtype="int64")
+        if rows and rows[0]:
+            token_ids[:, : len(rows[0])] = rows
         return {"token_ids": token_ids}
 
     def config(self):
@@ -150,13 +184,13 @@ class TextVectorizationTokenizer:
 
 
 class WordPieceTokenizer:
-    """keras-hub's BERT tokenizer and single-segment packer in plain Python.
+    """keras-hub's BERT tokenizer and single-segment packer as a `tokenizers` pipeline.
 
     Args:
         vocabulary: all WordPiece tokens, index = id.
         sequence_length: ids per text, `[CLS]` and `[SEP]` included.
         lowercase: case-fold words (uncased BERT).
-        strip_accents: remove accent marks (NFD, then drop combining marks).
+        strip_accents: remove accent marks (NFD, then drop nonspacing marks).
         split_on_cjk: make every CJK ideograph its own word.
         cls_token, sep_token, pad_token, unknown_token: the special tokens.
         suffix_indicator: the prefix of word-continuation pieces.
@@ -196,55 +230,47 @@ class WordPieceTokenizer:
             raise ValueError(f"the WordPiece vocabulary lacks the special tokens {missing}")
         self.cls_id, self.sep_id = self._ids[cls_token], self._ids[sep_token]
         self.pad_id, self.unknown_id = self._ids[pad_token], self._ids[unknown_token]
+        self._model = models.WordPiece(self._ids, unk_token=unknown_token, continuing_subword_prefix=suffix_indicator,
+                                       max_input_chars_per_word=_MAX_BYTES_PER_WORD)
+        self._normalizer = _bert_normalizer(strip_accents, lowercase)
+        self._pre_tokenizer = _bert_pre_tokenizer(split_on_cjk)
+        # The whole pipeline (text in) and the exact path's packer (words in).
+        self._pipeline = self._packed(self._normalizer, self._pre_tokenizer)
+        self._packer = self._packed(None, None)
 
     def words(self, text):
-        """Returns the words of `text` before WordPiece (accents stripped, split, case-folded)."""
-        if self.strip_accents:
-            text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
-        words, current = [], []
-        for character in text:
-            if _is_bert_whitespace(character):
-                if current:
-                    words.append("".join(current))
-                    current = []
-            elif _is_bert_punctuation(character) or (self.split_on_cjk and _is_cjk(character)):
-                if current:
-                    words.append("".join(current))
-                    current = []
-                words.append(character)
-            else:
-                current.append(character)
-        if current:
-            words.append("".join(current))
-        if self.lowercase:
-            words = [_casefold(word) for word in words]
-        # Case folding can empty a word (it drops ignorable code points).
-        return [word for word in words if word]
+        """Returns the words of `text` that WordPiece sees (accents stripped, split, case-folded)."""
+        if not self._exact_path(text):
+            return [word for word, _ in self._pre_tokenizer.pre_tokenize_str(self._normalizer.normalize_str(text))]
+        return self._exact_words(text)
 
     def tokenize(self, text):
         """Returns the WordPiece tokens of `text` (no special tokens)."""
-        tokens = []
-        for word in self.words(text):
-            tokens.extend(self._word_pieces(word))
-        return tokens
+        return [token.value for word in self.words(text) for token in self._model.tokenize(word)]
 
     def encode(self, text):
         """Returns `(token_ids, segment_ids, padding_mask)` lists for one text."""
-        ids = [self._ids[token] for token in self.tokenize(text)]
-        ids = [self.cls_id] + ids[: self.sequence_length - 2] + [self.sep_id]
-        padding = self.sequence_length - len(ids)
-        return (
-            ids + [self.pad_id] * padding,
-            [0] * self.sequence_length,
-            [1] * len(ids) + [0] * padding,
-        )
+        encoded = self.encode_batch([text])
+        return tuple(encoded[name][0].tolist() for name in self.input_names)
 
     def encode_batch(self, texts):
         """Returns `{"token_ids", "segment_ids", "padding_mask"}`, int64 `[batch, sequence_length]`."""
-        encoded = [self.encode(text) for text in texts]
+        texts = _text_list(texts)
+        exact = [index for index, text in enumerate(texts) if self._exact_path(text)]
+        encodings = self._pipeline.encode_batch_fast(texts) if not exact else [None] * len(texts)
+        if exact:
+            routed = set(exact)
+            fast = [index for index in range(len(texts)) if index not in routed]
+            for index, encoding in zip(fast, self._pipeline.encode_batch_fast([texts[index] for index in fast])):
+                encodings[index] = encoding
+            words = [self._exact_words(texts[index]) for index in exact]
+            for index, encoding in zip(exact, self._packer.encode_batch_fast(words, is_pretokenized=True)):
+                encodings[index] = encoding
+        shape = (len(texts), self.sequence_length)
         return {
-            name: np.asarray([row[index] for row in encoded], dtype="int64").reshape(len(encoded), self.sequence_length)
-            for index, name in enumerate(self.input_names)
+            "token_ids": np.asarray([encoding.ids for encoding in encodings], dtype="int64").reshape(shape),
+            "segment_ids": np.asarray([encoding.type_ids for encoding in encodings], dtype="int64").reshape(shape),
+            "padding_mask": np.asarray([encoding.attention_mask for encoding in encodings], dtype="int64").reshape(shape),
         }
 
     def config(self):
@@ -263,23 +289,55 @@ class WordPieceTokenizer:
             "outputs": list(self.input_names),
         }
 
-    def _word_pieces(self, word):
-        if len(word.encode("utf-8")) > _MAX_BYTES_PER_WORD:
-            return [self.special_tokens["unknown"]]
-        pieces, start = [], 0
-        while start < len(word):
-            end, piece = len(word), None
-            while start < end:
-                candidate = word[start:end] if start == 0 else self.suffix_indicator + word[start:end]
-                if candidate in self._ids:
-                    piece = candidate
-                    break
-                end -= 1
-            if piece is None:
-                return [self.special_tokens["unknown"]]
-            pieces.append(piece)
-            start = end
-        return pieces
+    def _packed(self, normalizer, pre_tokenizer):
+        tokenizer = Tokenizer(self._model)
+        if normalizer is not None:
+            tokenizer.normalizer = normalizer
+        if pre_tokenizer is not None:
+            tokenizer.pre_tokenizer = pre_tokenizer
+        cls, sep = self.special_tokens["cls"], self.special_tokens["sep"]
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}", special_tokens=[(cls, self.cls_id), (sep, self.sep_id)]
+        )
+        tokenizer.enable_truncation(max_length=self.sequence_length)
+        tokenizer.enable_padding(length=self.sequence_length, pad_id=self.pad_id, pad_token=self.special_tokens["pad"])
+        return tokenizer
+
+    def _exact_path(self, text):
+        if text.isascii():
+            return False
+        if any(not run.isascii() for run in _LONG_RUN.findall(text)):
+            return True
+        flags = (self.strip_accents, self.lowercase, self.split_on_cjk)
+        return not all(_fast_path_character(character, *flags) for character in set(text) if not character.isascii())
+
+    def _exact_words(self, text):
+        # The hand-written path (module docstring, 1 and 2): the library splits, Python folds each word.
+        text = _CUT_AT_NUL.normalize_str(text)
+        if self.strip_accents:
+            text = _strip_accents(text)
+        words = [word for word, _ in self._pre_tokenizer.pre_tokenize_str(text)]
+        if self.lowercase:
+            words = [_casefold(word) for word in words]
+        unknown = self.special_tokens["unknown"]
+        # Case folding can empty a word (it deletes ignorable code points); keras-hub gives it no token.
+        return [word if len(word.encode("utf-8")) <= _MAX_BYTES_PER_WORD else unknown for word in words if word]
+
+
+def _text_list(texts):
+    """Returns `texts` as a list of strings, or raises a TypeError/ValueError that names the bad one."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("encode_batch takes a list of texts, not a single string")
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {index} is a {type(text).__name__}, not a str")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise ValueError(f"text {index} is not valid Unicode: {error.reason} at character {error.start}") from None
+    return texts
 
 
 def write_tokenizer_files(folder, tokenizer):
@@ -332,26 +390,76 @@ def load_tokenizer(folder):
     raise ValueError(f"{folder}: unknown tokenizer type {config['type']!r}")
 
 
-def _is_bert_whitespace(character):
-    # RE2's \s (ASCII whitespace) plus control and format characters, as keras-hub splits.
-    return character in " \t\n\r\f" or unicodedata.category(character) in ("Cc", "Cf")
+# keras-hub's graph splits with `tf_text.regex_split`, which ends a text at its first NUL.
+_CUT_AT_NUL = normalizers.Replace(Regex(r"\x{0}[\s\S]*"), "")
 
 
-def _is_bert_punctuation(character):
-    # All non-letter/number ASCII counts as punctuation (as in the original BERT), plus Unicode P*.
-    code = ord(character)
-    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
-        return True
-    return unicodedata.category(character).startswith("P")
+@functools.lru_cache(maxsize=None)
+def _bert_normalizer(strip_accents, lowercase):
+    steps = [_CUT_AT_NUL]
+    if strip_accents:
+        # keras-hub strips accents with NFD, then deletes nonspacing marks (`StripAccents` also deletes Mc and Me).
+        steps += [normalizers.NFD(), normalizers.Replace(Regex(r"\p{Mn}"), "")]
+    if lowercase:
+        # NFKC_Casefold on the whole text, as far as the library reaches: lowercase is
+        # context-free except the final sigma, which case folding maps to σ too.
+        steps += [normalizers.Replace(Regex(_onig_class(_IGNORABLE_RANGES)), ""), normalizers.NFKC(),
+                  normalizers.Lowercase(), normalizers.Replace("ς", "σ"), normalizers.NFKC()]
+    return normalizers.Sequence(steps)
 
 
-def _is_cjk(character):
-    code = ord(character)
-    return any(low <= code <= high for low, high in _CJK_RANGES)
+@functools.lru_cache(maxsize=None)
+def _bert_pre_tokenizer(split_on_cjk):
+    isolated = _BERT_PUNCTUATION + ("|" + _onig_class(_CJK_RANGES) if split_on_cjk else "")
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_BERT_DELIMITERS), "removed"),
+        pre_tokenizers.Split(Regex(isolated), "isolated"),
+    ])
+
+
+# Bounded: an edge server sees arbitrary text, and a miss costs only ~30 µs.
+@functools.lru_cache(maxsize=65536)
+def _fast_path_character(character, strip_accents, lowercase, split_on_cjk):
+    """Whether whole-text normalization keeps `character`'s words as keras-hub's per-word folding makes them."""
+    if character == _COMBINING_LONG_SOLIDUS:
+        return False
+    normalized = _bert_normalizer(strip_accents, lowercase).normalize_str(character)
+    if len(normalized) > 1:
+        return False  # expansions change the split or the word length
+    split_class = functools.partial(_split_class, pre_tokenizer=_bert_pre_tokenizer(split_on_cjk))
+    if split_class(character) == "delimiter":
+        return normalized != "" and split_class(normalized) == "delimiter"
+    if normalized and split_class(normalized) != split_class(character):
+        return False
+    # A combining mark is also probed beside marks of lower and higher combining
+    # class: the library's NFKC predates some marks and does not reorder them.
+    probes = (character, character + "\u0334", "\u0301" + character) if unicodedata.combining(character) else (character,)
+    return all(_bert_normalizer(strip_accents, lowercase).normalize_str(probe) == _keras_fold(probe, strip_accents, lowercase)
+               for probe in probes)
+
+
+def _keras_fold(word, strip_accents, lowercase):
+    stripped = _strip_accents(word) if strip_accents else word
+    return _casefold(stripped) if lowercase else stripped
+
+
+def _split_class(character, pre_tokenizer):
+    # Between two letters: a delimiter leaves 2 words, an isolated character 3, a word character 1.
+    return {1: "word", 2: "delimiter", 3: "isolated"}[len(pre_tokenizer.pre_tokenize_str(f"a{character}b"))]
+
+
+def _strip_accents(text):
+    # The library's \p{Mn} and NFD data are older than Python's and TF's for a few marks (e.g. U+1171E).
+    return "".join(character for character in unicodedata.normalize("NFD", text) if unicodedata.category(character) != "Mn")
 
 
 def _casefold(word):
-    # NFKC_Casefold (what tf_text.case_fold_utf8 applies): NFKC, full case
-    # folding, NFKC again, minus default-ignorable code points.
-    word = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", word).casefold())
-    return "".join(c for c in word if not any(low <= ord(c) <= high for low, high in _DEFAULT_IGNORABLE_RANGES))
+    """ICU's NFKC_Casefold (`tf_text.case_fold_utf8`) of one word: each character folded, then composed."""
+    return unicodedata.normalize("NFKC", "".join(_casefold_character(character) for character in word))
+
+
+@functools.lru_cache(maxsize=65536)
+def _casefold_character(character):
+    if _IGNORABLE.match(character):
+        return ""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", character).casefold())

@@ -1,10 +1,13 @@
-"""`python -m serving.deploy exports/ --out deploy/`: TF Serving deployment files for every exported model.
+"""`python -m serving.deploy exports/ --out deploy/`: TF Serving (or Triton) deployment files for every exported model.
 
 Usage:
     python -m serving.deploy exports/ --out deploy/
         [--policy latest|all|specific --versions 1,2]
         [--label stable=1 --label canary=2 | --label cnn:stable=1]
         [--image tensorflow/serving:2.20.0] [--num-batch-threads N]
+    python -m serving.deploy exports/ --target triton --out triton_repo/
+        [--policy ...] [--max-batch-size 32] [--preferred-batch-sizes 4,8,16,32]
+        [--max-queue-delay-us 2000] [--instances 1] [--image nvcr.io/nvidia/tritonserver:...]
 
 Writes into `--out`:
     models.config              ModelServerConfig (text proto): every model, its version
@@ -14,10 +17,14 @@ Writes into `--out`:
     docker-compose.yml         tensorflow/serving on 8500 (gRPC) and 8501 (REST),
                                exports mounted read-only at /models.
     docker_run.sh              the same as one `docker run` command line (also printed).
-    k8s.yaml                   ConfigMap + Deployment + Service, probes on /v1/models/<name>.
+    k8s.yaml                   ConfigMap + Deployment + Service, probes on /v1/models/<name>,
+                               Prometheus scrape annotations on the pods.
+    prometheus.yml             a Prometheus scrape config: the edge server (`python -m
+                               serving.edge`, same path and port) and annotated pods.
 
 Inside the container the export base path is `/models` and this folder is
-`/config`, both read-only.
+`/config`, both read-only. `--target triton` writes a Triton model repository
+for the ONNX models instead (see `serving.triton`).
 """
 
 import argparse
@@ -28,15 +35,26 @@ import tempfile
 
 from serving import protos
 from serving.labels import parse_labels
+from serving.manifests import (
+    CONTAINER_CONFIG,
+    CONTAINER_MODELS,
+    GRPC_PORT,
+    REST_PORT,
+    compose_document,
+    kubernetes_documents,
+    prometheus_scrape_config,
+    yaml_dumper,
+)
+from serving.tfserving_config import (
+    MONITORING_CONFIG,
+    batching_parameters_text,
+    parse_batching_parameters,
+    parse_monitoring_config,
+)
 
 # The newest TF Serving release with a Docker image when this was written (tensorflow/serving#4129);
 # SavedModels from TensorFlow 2.21 use no ops newer than it knows. Override with --image.
 DEFAULT_IMAGE = "tensorflow/serving:2.20.0"
-CONTAINER_MODELS = "/models"
-CONTAINER_CONFIG = "/config"
-GRPC_PORT = 8500
-REST_PORT = 8501
-PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 POLICIES = ("latest", "all", "specific")
 
 
@@ -115,102 +133,6 @@ def model_server_config(models, policy="latest", specific_versions=None, labels=
     return config
 
 
-def batching_parameters_text(num_batch_threads, max_batch_size=1024, batch_timeout_micros=0):
-    """The `--batching_parameters_file` content: TF Serving's CPU-only starting point, each value explained.
-
-    Source: TF Serving's batching guide, "Performance Tuning" ->
-    "CPU-only: One Approach" and "Overall Guidelines"
-    (https://github.com/tensorflow/serving/blob/master/tensorflow_serving/batching/README.md).
-    """
-    return f"""# TF Serving batching parameters (BatchingParameters text proto), used with --enable_batching.
-# Starting values for a CPU-only server from TF Serving's batching guide
-# (tensorflow_serving/batching/README.md, "Performance Tuning": "CPU-only: One
-# Approach" and "Overall Guidelines"); tune them under your own load.
-
-# The guide: "num_batch_threads equal to the number of CPU cores" - one batch per core in parallel.
-num_batch_threads {{ value: {num_batch_threads} }}
-
-# The guide: "max_batch_size to infinity" on CPU; a finite bound keeps one batch's memory in check.
-max_batch_size {{ value: {max_batch_size} }}
-
-# The guide: start at 0, then "experiment with batch_timeout_micros values in the 1-10
-# millisecond (1000-10000 microsecond) range, while keeping in mind that 0 may be the optimal value".
-batch_timeout_micros {{ value: {batch_timeout_micros} }}
-
-# The guide, for online serving: set max_enqueued_batches "equal to num_batch_threads to minimize
-# queueing delay at a given server while keeping it busy".
-max_enqueued_batches {{ value: {num_batch_threads} }}
-"""
-
-
-MONITORING_CONFIG = f"""# TF Serving monitoring (MonitoringConfig text proto), used with --monitoring_config_file.
-# Prometheus scrapes the REST port ({REST_PORT}) at this path.
-prometheus_config {{
-  enable: true,
-  path: "{PROMETHEUS_PATH}"
-}}
-"""
-
-
-def _message_class(name, fields, dependencies=()):
-    """A protobuf message class built at run time (for protos that tensorflow-serving-api does not ship)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    pool = descriptor_pool.DescriptorPool()
-    for dependency in dependencies:
-        dependency_proto = descriptor_pb2.FileDescriptorProto()
-        dependency.CopyToProto(dependency_proto)
-        pool.Add(dependency_proto)
-    file_proto = descriptor_pb2.FileDescriptorProto(name=f"kerasdl_{name}.proto", package="kerasdl.check", syntax="proto3")
-    file_proto.dependency.extend(dependency.name for dependency in dependencies)
-    for message_name, message_fields in fields.items():
-        message = file_proto.message_type.add(name=message_name)
-        for number, (field_name, field_type, type_name) in enumerate(message_fields, start=1):
-            field = message.field.add(name=field_name, number=number, label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-            field.type = field_type
-            if type_name:
-                field.type_name = type_name
-    pool.Add(file_proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"kerasdl.check.{name}"))
-
-
-def parse_batching_parameters(text):
-    """Parses batching parameters text against TF Serving's `BatchingParameters` fields (raises on errors)."""
-    from google.protobuf import descriptor_pb2, text_format, wrappers_pb2
-
-    kind = descriptor_pb2.FieldDescriptorProto
-    int64_value = (kind.TYPE_MESSAGE, ".google.protobuf.Int64Value")
-    # Field order gives the numbers 1-4 of session_bundle_config.proto's BatchingParameters.
-    message_class = _message_class(
-        "BatchingParameters",
-        {
-            "BatchingParameters": [
-                ("max_batch_size", *int64_value),
-                ("batch_timeout_micros", *int64_value),
-                ("max_enqueued_batches", *int64_value),
-                ("num_batch_threads", *int64_value),
-            ]
-        },
-        dependencies=(wrappers_pb2.DESCRIPTOR,),
-    )
-    return text_format.Parse(text, message_class())
-
-
-def parse_monitoring_config(text):
-    """Parses monitoring config text against TF Serving's `MonitoringConfig` fields (raises on errors)."""
-    from google.protobuf import descriptor_pb2, text_format
-
-    kind = descriptor_pb2.FieldDescriptorProto
-    message_class = _message_class(
-        "MonitoringConfig",
-        {
-            "PrometheusConfig": [("enable", kind.TYPE_BOOL, None), ("path", kind.TYPE_STRING, None)],
-            "MonitoringConfig": [("prometheus_config", kind.TYPE_MESSAGE, ".kerasdl.check.PrometheusConfig")],
-        },
-    )
-    return text_format.Parse(text, message_class())
-
-
 def server_flags(labels_present):
     """The `tensorflow_model_server` flags, with the config files under /config."""
     flags = [
@@ -243,91 +165,6 @@ def docker_run_command(exports_dir, config_dir, image, flags):
     ]
 
 
-def compose_document(exports_dir, config_dir, image, flags, first_model):
-    return {
-        "services": {
-            "tfserving": {
-                "image": image,
-                # The image's entrypoint script adds --model_name/--model_base_path; the
-                # config file replaces them, so the server binary is called directly.
-                "entrypoint": ["tensorflow_model_server"],
-                "command": flags,
-                "ports": [f"{GRPC_PORT}:{GRPC_PORT}", f"{REST_PORT}:{REST_PORT}"],
-                "volumes": [
-                    {"type": "bind", "source": exports_dir, "target": CONTAINER_MODELS, "read_only": True},
-                    {"type": "bind", "source": config_dir, "target": CONTAINER_CONFIG, "read_only": True},
-                ],
-                "restart": "unless-stopped",
-                # The image has no curl or wget, so readiness is left to the caller (or k8s.yaml's probes)
-                # and `docker compose ps` reports the container state only.
-                "labels": {"kerasdl.status_url": f"http://localhost:{REST_PORT}/v1/models/{first_model}"},
-            }
-        }
-    }
-
-
-def kubernetes_documents(models, image, flags, config_files, replicas=1):
-    first_model = sorted(models)[0]
-    labels = {"app": "kerasdl-serving"}
-    probe_path = f"/v1/models/{first_model}"
-    container = {
-        "name": "tfserving",
-        "image": image,
-        "command": ["tensorflow_model_server"],
-        "args": flags,
-        "ports": [{"name": "grpc", "containerPort": GRPC_PORT}, {"name": "http", "containerPort": REST_PORT}],
-        "volumeMounts": [
-            {"name": "models", "mountPath": CONTAINER_MODELS, "readOnly": True},
-            {"name": "config", "mountPath": CONTAINER_CONFIG, "readOnly": True},
-        ],
-        # The model status endpoint answers 200 once a version is AVAILABLE (readiness),
-        # and keeps answering while the server is healthy (liveness).
-        "readinessProbe": {"httpGet": {"path": probe_path, "port": REST_PORT}, "initialDelaySeconds": 5, "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": probe_path, "port": REST_PORT}, "initialDelaySeconds": 30, "periodSeconds": 15, "failureThreshold": 4},
-        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
-    }
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "kerasdl-serving-config", "labels": labels},
-            "data": config_files,
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "kerasdl-serving", "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [container],
-                        "volumes": [
-                            # The exports live on a volume that the training/export job fills.
-                            {"name": "models", "persistentVolumeClaim": {"claimName": "kerasdl-exports", "readOnly": True}},
-                            {"name": "config", "configMap": {"name": "kerasdl-serving-config"}},
-                        ],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "kerasdl-serving", "labels": labels},
-            "spec": {
-                "selector": labels,
-                "ports": [
-                    {"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT},
-                    {"name": "http", "port": REST_PORT, "targetPort": REST_PORT},
-                ],
-            },
-        },
-    ]
-
-
 def generate(base_path, out, policy="latest", specific_versions=None, label_values=(), image=DEFAULT_IMAGE, num_batch_threads=None):
     """Writes every deployment file into `out`; returns `{file name: path}` and the docker command line.
 
@@ -337,7 +174,7 @@ def generate(base_path, out, policy="latest", specific_versions=None, label_valu
     import yaml
     from google.protobuf import text_format
 
-    _Dumper = _dumper()
+    _Dumper = yaml_dumper()
     models = discover_models(base_path)
     labels = parse_labels(label_values, models)
     config = model_server_config(models, policy, specific_versions, labels)
@@ -367,6 +204,8 @@ def generate(base_path, out, policy="latest", specific_versions=None, label_valu
         ),
         "k8s.yaml": yaml.dump_all(kubernetes_documents(models, image, flags, config_files), Dumper=_Dumper, sort_keys=False),
         "docker_run.sh": "#!/bin/sh\n# Serve the exports with TF Serving (generated by python -m serving.deploy).\nexec " + command_line + "\n",
+        "prometheus.yml": "# Prometheus scrape config for kerasdl serving (generated by python -m serving.deploy).\n"
+        + yaml.dump(prometheus_scrape_config(), Dumper=_Dumper, sort_keys=False),
     }
     os.makedirs(config_dir, exist_ok=True)
     written = {}
@@ -374,21 +213,6 @@ def generate(base_path, out, policy="latest", specific_versions=None, label_valu
         written[name] = _write_atomically(os.path.join(config_dir, name), text)
     os.chmod(written["docker_run.sh"], 0o755)
     return written, command_line
-
-
-def _block_strings(dumper, value):
-    # Multi-line values (the config files inside the ConfigMap) read best as YAML block literals.
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
-
-
-def _dumper():
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    Dumper.add_representer(str, _block_strings)
-    return Dumper
 
 
 def _write_atomically(path, text):
@@ -406,31 +230,56 @@ def _write_atomically(path, text):
 
 
 def main(argv=None):
+    from serving import triton
+
     parser = argparse.ArgumentParser(prog="python -m serving.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("base_path", help="the export base path, e.g. exports/")
-    parser.add_argument("--out", default="deploy", help="folder for the generated files")
-    parser.add_argument("--policy", choices=POLICIES, default="latest", help="which versions TF Serving loads")
+    parser.add_argument("--target", choices=("tfserving", "triton"), default="tfserving",
+                        help="tfserving: TF Serving files for the SavedModels; triton: a Triton repository for the ONNX models")
+    parser.add_argument("--out", default=None, help="folder for the generated files (default: deploy/, or triton_repo/ for --target triton)")
+    parser.add_argument("--policy", choices=POLICIES, default="latest", help="which versions the server loads")
     parser.add_argument("--versions", default=None, help="comma-separated versions for --policy specific")
-    parser.add_argument("--label", action="append", default=[], help="version label: [model:]label=version (repeatable)")
-    parser.add_argument("--image", default=DEFAULT_IMAGE, help="the TF Serving container image")
-    parser.add_argument("--num-batch-threads", type=int, default=None, help="default: this machine's CPU count")
+    parser.add_argument("--label", action="append", default=[], help="version label: [model:]label=version (repeatable; TF Serving only)")
+    parser.add_argument("--image", default=None, help=f"the server image (default {DEFAULT_IMAGE}, or {triton.DEFAULT_IMAGE} for Triton)")
+    parser.add_argument("--num-batch-threads", type=int, default=None, help="TF Serving; default: this machine's CPU count")
+    parser.add_argument("--max-batch-size", type=int, default=triton.DEFAULT_MAX_BATCH_SIZE, help="Triton: the largest batch dynamic batching forms")
+    parser.add_argument("--preferred-batch-sizes", default=None, help="Triton: comma-separated batch sizes to aim for (default 4,8,16,32)")
+    parser.add_argument("--max-queue-delay-us", type=int, default=triton.DEFAULT_MAX_QUEUE_DELAY_US, help="Triton: how long a request may wait for a batch")
+    parser.add_argument("--instances", type=int, default=triton.DEFAULT_INSTANCES, help="Triton: model instances on the CPU")
     args = parser.parse_args(argv)
     try:
-        versions = None
-        if args.versions:
-            try:
-                versions = [int(item) for item in args.versions.split(",") if item.strip()]
-            except ValueError:
-                raise ValueError(f"--versions must be comma-separated integers, got {args.versions!r}") from None
-        written, command_line = generate(args.base_path, args.out, args.policy, versions, args.label, args.image, args.num_batch_threads)
+        versions = _integers(args.versions, "--versions")
+        if args.target == "triton":
+            if args.label:
+                raise ValueError("--label applies to TF Serving only; Triton has no version labels")
+            written, command_line = triton.write_repository(
+                args.base_path, args.out or "triton_repo", args.policy, versions, args.max_batch_size,
+                _integers(args.preferred_batch_sizes, "--preferred-batch-sizes"), args.max_queue_delay_us,
+                args.instances, args.image or triton.DEFAULT_IMAGE,
+            )
+            server = "Triton"
+        else:
+            written, command_line = generate(
+                args.base_path, args.out or "deploy", args.policy, versions, args.label, args.image or DEFAULT_IMAGE, args.num_batch_threads
+            )
+            written, server = list(written.values()), "TF Serving"
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for name, path in written.items():
+    for path in written:
         print(f"wrote {path}")
-    print("run TF Serving with:")
+    print(f"run {server} with:")
     print(command_line)
     return 0
+
+
+def _integers(text, flag):
+    if not text:
+        return None
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ reuses the already-imported proto modules.
 
 import importlib
 import importlib.util
+import math
 import sys
 import threading
 import types
@@ -31,6 +32,13 @@ _MODULE_NAMES = {
     "tensor_shape_pb2": "tensorflow.core.framework.tensor_shape_pb2",
     "types_pb2": "tensorflow.core.framework.types_pb2",
     "meta_graph_pb2": "tensorflow.core.protobuf.meta_graph_pb2",
+    "saved_model_pb2": "tensorflow.core.protobuf.saved_model_pb2",
+    "example_pb2": "tensorflow.core.example.example_pb2",
+    "feature_pb2": "tensorflow.core.example.feature_pb2",
+    "input_pb2": "tensorflow_serving.apis.input_pb2",
+    "classification_pb2": "tensorflow_serving.apis.classification_pb2",
+    "regression_pb2": "tensorflow_serving.apis.regression_pb2",
+    "inference_pb2": "tensorflow_serving.apis.inference_pb2",
     "model_pb2": "tensorflow_serving.apis.model_pb2",
     "predict_pb2": "tensorflow_serving.apis.predict_pb2",
     "get_model_metadata_pb2": "tensorflow_serving.apis.get_model_metadata_pb2",
@@ -137,39 +145,64 @@ def to_tensor_proto(value, dtype=None):
     return proto
 
 
+def element_count(proto):
+    """Returns the number of elements a `TensorProto`'s shape declares (a Python int: no overflow).
+
+    Raises:
+        ValueError: a negative dimension.
+    """
+    shape = [dimension.size for dimension in proto.tensor_shape.dim]
+    if any(size < 0 for size in shape):
+        raise ValueError(f"tensor shape {shape} has a negative dimension")
+    return math.prod(shape)
+
+
 def to_numpy(proto):
     """Returns the NumPy array of a `TensorProto` (strings as an object array of bytes).
+
+    The values must fill the declared shape exactly, except that a single
+    value fills the whole shape (TensorFlow's `make_ndarray` rule). Callers
+    that take tensors from clients bound `element_count(proto)` first, since
+    that single value may declare any size.
+
+    Raises:
+        ValueError: an unsupported dtype, a negative dimension, or a value
+            count that does not match the shape ("Expecting tensor size").
 
     Example:
     >>> to_numpy(to_tensor_proto(["a", "b"])).tolist()
     [b'a', b'b']
     """
     name = dtype_name(proto.dtype)
+    count = element_count(proto)
     shape = tuple(dimension.size for dimension in proto.tensor_shape.dim)
-    if any(size < 0 for size in shape):
-        raise ValueError(f"tensor shape {list(shape)} has a negative dimension")
-    count = int(np.prod(shape)) if shape else 1
     if name == "string":
         values = list(proto.string_val)
         array = np.empty(len(values), dtype=object)
         array[:] = values
     elif proto.tensor_content:
+        itemsize = np.dtype(name).itemsize
+        if len(proto.tensor_content) % itemsize:
+            raise ValueError(f"tensor_content holds {len(proto.tensor_content)} bytes, not a whole number of {name} values")
         array = np.frombuffer(proto.tensor_content, dtype=np.dtype(name).newbyteorder("<")).astype(name)
     else:
         values = getattr(proto, _VALUE_FIELD[proto.dtype])
         if name == "float16":
             array = np.asarray(values, dtype=np.uint16).view(np.float16)
+        elif name in ("int8", "int16", "uint8"):
+            # They travel in int_val (int32): a value out of their range would wrap silently.
+            array = np.asarray(values, dtype=np.int64)
+            limits = np.iinfo(name)
+            if array.size and (array.min() < limits.min or array.max() > limits.max):
+                raise ValueError(f"a value does not fit {name} [{limits.min}, {limits.max}]")
+            array = array.astype(name)
         else:
             array = np.asarray(values, dtype=name)
     if array.size == count:
         return array.reshape(shape)
-    # TensorFlow repeats the last value when fewer values than elements are given.
-    if 0 < array.size < count:
-        padded = np.empty(count, dtype=array.dtype)
-        padded[: array.size] = array
-        padded[array.size :] = array[-1]
-        return padded.reshape(shape)
-    raise ValueError(f"tensor of shape {list(shape)} holds {array.size} values, expected {count}")
+    if array.size == 1:
+        return np.full(shape, array[0], dtype=array.dtype)
+    raise ValueError(f"Expecting tensor size: {count} but got: {array.size} (shape {list(shape)})")
 
 
 def _as_array(value, dtype):

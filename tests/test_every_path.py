@@ -58,8 +58,8 @@ RUNS = {
 def published(shared_data, tmp_path_factory):
     """`{kind: (run_dir, version_dir, name)}`: each kind trained with kerasdl.train and exported with export.run."""
     from export.orchestrator import export_model
-    from kerasdl import train
-    from training.run import resolve_config
+    from kerasdl.config import resolve_config
+    from kerasdl.train import train_and_evaluate
 
     root = tmp_path_factory.mktemp("every_path")
     base = root / "exports"
@@ -67,7 +67,7 @@ def published(shared_data, tmp_path_factory):
     for kind, (model, source, sets) in RUNS.items():
         data = source(shared_data, root)
         sets = sets + [f"data.source={data}", "train.epochs=2", "train.verbose=0", f"output={root / 'runs'}"]
-        summary = train.run(resolve_config(model, sets=sets), fresh=True, log=lambda line: None)
+        summary = train_and_evaluate(resolve_config(model, sets=sets), fresh=True, log=lambda line: None)
         exported = export_model(summary["run_dir"], base=base, name=kind, log=lambda line: None)
         result[kind] = (Path(summary["run_dir"]), exported.version_dir, kind)
     return result

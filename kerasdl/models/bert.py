@@ -245,11 +245,19 @@ def _saved_classifier_classes(directory):
 
 
 def bert_token_features(classifier, texts):
-    """Returns the attached preprocessor's token features of `texts` as int64 arrays (for tokenizer parity)."""
-    import keras
+    """Returns the attached preprocessor's token features of `texts` as int64 arrays (for tokenizer parity).
 
-    features = classifier.preprocessor(np.asarray(list(texts), dtype=object))
-    return {name: np.asarray(keras.ops.convert_to_numpy(features[name])).astype("int64") for name in TOKEN_INPUTS}
+    The preprocessor runs inside a tf.data map, as in training and in the SavedModel:
+    keras-hub tokenizes eager calls with a pure-Python path that differs from its
+    TensorFlow graph on rare input (a NUL, some combining marks), and the graph is
+    what the exported tokenizer must match.
+    """
+    import tensorflow as tf
+
+    texts = np.asarray(list(texts), dtype=object)
+    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(max(1, len(texts))).map(classifier.preprocessor)
+    features = next(iter(dataset))
+    return {name: np.asarray(features[name]).astype("int64") for name in TOKEN_INPUTS}
 
 
 def write_wordpiece_tokenizer(classifier, folder):

@@ -1,9 +1,10 @@
-"""TF Serving's gRPC API: `PredictionService` (Predict, GetModelMetadata) and `ModelService.GetModelStatus`.
+"""TF Serving's gRPC API: `PredictionService` (Predict, Classify, Regress, MultiInference,
+GetModelMetadata) and `ModelService.GetModelStatus`.
 
 The messages are TF Serving's own (`tensorflow_serving.apis`), loaded without
 TensorFlow (see `serving.protos`), so TF Serving's clients work unchanged.
-Errors map to gRPC codes the way TF Serving maps them: bad input ->
-INVALID_ARGUMENT, unknown model/version/label -> NOT_FOUND.
+Errors abort with their canonical code (see `serving.edge.errors`), and the
+request log line and the request metrics carry that same code.
 """
 
 import json
@@ -12,7 +13,7 @@ import time
 from concurrent import futures
 
 from serving import protos
-from serving.edge.errors import InvalidInput, NotFound
+from serving.edge.errors import InvalidInput, ResourceExhausted, status_of
 from serving.edge.metadata import signature_def_map
 
 LOGGER = logging.getLogger("serving.edge")
@@ -33,9 +34,8 @@ def build_grpc_server(service, host, port, max_message_bytes=10 * 1024 * 1024, w
         ("grpc.max_send_message_length", int(max_message_bytes)),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options)
-    # Subclassing the generated servicers makes the methods this server does
-    # not implement (Classify, Regress, MultiInference, HandleReloadConfigRequest)
-    # answer UNIMPLEMENTED, as they should.
+    # Subclassing the generated servicers makes the methods this server does not
+    # implement (HandleReloadConfigRequest) answer UNIMPLEMENTED, as they should.
     prediction = type("PredictionService", (_PredictionService, modules.prediction_service_pb2_grpc.PredictionServiceServicer), {})
     model = type("ModelService", (_ModelService, modules.model_service_pb2_grpc.ModelServiceServicer), {})
     modules.prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction(service, grpc), server)
@@ -52,6 +52,13 @@ def _model_spec(request_spec):
     return request_spec.name, version, label
 
 
+def _fill_spec(spec, name, version, signature_name=None):
+    spec.name = name
+    spec.version.value = version
+    if signature_name is not None:
+        spec.signature_name = signature_name
+
+
 class _Base:
     def __init__(self, service, grpc):
         super().__init__()
@@ -59,84 +66,154 @@ class _Base:
         self.grpc = grpc
         self.modules = protos.load()
 
-    def _call(self, method, context, function):
+    def _call(self, api, context, model, function):
+        """Runs `function(resolved) -> response`; aborts with the failure's canonical code, logged as such.
+
+        `resolved` is a dict that the function fills with the "version" it served, so
+        that the log line and metrics carry it even when the request fails later.
+        """
         started = time.perf_counter()
-        code = "OK"
+        resolved = {}
         try:
-            return function()
-        except NotFound as problem:
-            code = "NOT_FOUND"
-            context.abort(self.grpc.StatusCode.NOT_FOUND, str(problem))
-        except InvalidInput as problem:
-            code = "INVALID_ARGUMENT"
-            context.abort(self.grpc.StatusCode.INVALID_ARGUMENT, str(problem))
-        finally:
-            LOGGER.info(
-                json.dumps(
-                    {
-                        "event": "request",
-                        "protocol": "grpc",
-                        "method": method,
-                        "status": code,
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    }
-                )
+            response = function(resolved)
+            code = "OK"
+        except Exception as problem:  # Every failure answers with its canonical code.
+            code, message, unexpected = status_of(problem)
+            if unexpected:
+                LOGGER.error("unexpected error serving gRPC %s", api, exc_info=problem)
+        elapsed = time.perf_counter() - started
+        version = resolved.get("version")
+        LOGGER.info(
+            json.dumps(
+                {"event": "request", "protocol": "grpc", "method": api, "model": model, "version": version,
+                 "status": code, "latency_ms": round(elapsed * 1000, 3)}
             )
+        )
+        if model:
+            self.service.record_request(model, version, api, "GRPC", code, elapsed)
+        if code != "OK":
+            context.abort(getattr(self.grpc.StatusCode, code), message)
+        return response
 
 
 class _PredictionService(_Base):
     def Predict(self, request, context):
-        def predict():
+        def predict(resolved):
             name, version, label = _model_spec(request.model_spec)
-            inputs = {}
+            served = self.service.repository.resolve(name, version, label)
+            resolved["version"] = served[0]
+            inputs, total = {}, 0
             for key, tensor in request.inputs.items():
                 try:
+                    # Bound the declared size before anything is allocated: one value may declare any shape.
+                    total += protos.element_count(tensor)
+                    if self.service.max_elements is not None and total > self.service.max_elements:
+                        raise ResourceExhausted(
+                            f"the request declares {total} values, more than this server's limit of "
+                            f"{self.service.max_elements} (--max-elements)"
+                        )
                     inputs[key] = protos.to_numpy(tensor)
                 except ValueError as problem:
                     raise InvalidInput(f"input {key!r}: {problem}") from None
             resolved_version, signature, outputs = self.service.predict(
                 name,
                 inputs,
-                version=version,
-                label=label,
                 signature_name=request.model_spec.signature_name or None,
                 output_filter=list(request.output_filter) or None,
+                resolved=served,
             )
             response = self.modules.predict_pb2.PredictResponse()
-            response.model_spec.name = name
-            response.model_spec.version.value = resolved_version
-            response.model_spec.signature_name = signature.name
+            _fill_spec(response.model_spec, name, resolved_version, signature.name)
             for key, value in outputs.items():
-                response.outputs[key].CopyFrom(protos.to_tensor_proto(value))
+                try:
+                    response.outputs[key].CopyFrom(protos.to_tensor_proto(value))
+                except ValueError as problem:
+                    raise InvalidInput(f"output {key!r} cannot be sent: {problem}") from None
             return response
 
-        return self._call("Predict", context, predict)
+        return self._call("Predict", context, request.model_spec.name, predict)
+
+    def Classify(self, request, context):
+        def classify(resolved):
+            name, version, label = _model_spec(request.model_spec)
+            resolved["version"] = self.service.repository.resolve(name, version, label)[0]
+            resolved_version, signature, results = self.service.classify(
+                name, request.input, resolved["version"], None, request.model_spec.signature_name or None
+            )
+            response = self.modules.classification_pb2.ClassificationResponse()
+            _fill_spec(response.model_spec, name, resolved_version, signature.name)
+            _fill_classifications(response.result, results)
+            return response
+
+        return self._call("Classify", context, request.model_spec.name, classify)
+
+    def Regress(self, request, context):
+        def regress(resolved):
+            name, version, label = _model_spec(request.model_spec)
+            resolved["version"] = self.service.repository.resolve(name, version, label)[0]
+            resolved_version, signature, values = self.service.regress(
+                name, request.input, resolved["version"], None, request.model_spec.signature_name or None
+            )
+            response = self.modules.regression_pb2.RegressionResponse()
+            _fill_spec(response.model_spec, name, resolved_version, signature.name)
+            response.result.regressions.extend(self.modules.regression_pb2.Regression(value=value) for value in values)
+            return response
+
+        return self._call("Regress", context, request.model_spec.name, regress)
+
+    def MultiInference(self, request, context):
+        def infer(resolved):
+            tasks = [(*_model_spec(task.model_spec), task.model_spec.signature_name or None, task.method_name) for task in request.tasks]
+            version, results = self.service.multi_inference(tasks, request.input)
+            resolved["version"] = version
+            response = self.modules.inference_pb2.MultiInferenceResponse()
+            for (name, *_), (signature, method, values) in zip(tasks, results):
+                result = response.results.add()
+                _fill_spec(result.model_spec, name, version, signature.name)
+                if method.endswith("classify"):
+                    _fill_classifications(result.classification_result, values)
+                else:
+                    result.regression_result.regressions.extend(
+                        self.modules.regression_pb2.Regression(value=value) for value in values
+                    )
+            return response
+
+        model = request.tasks[0].model_spec.name if request.tasks else ""
+        return self._call("MultiInference", context, model, infer)
 
     def GetModelMetadata(self, request, context):
-        def metadata():
+        def metadata(resolved):
             fields = list(request.metadata_field)
             if fields != ["signature_def"]:
                 raise InvalidInput(f"metadata_field must be ['signature_def'], got {fields}")
             name, version, label = _model_spec(request.model_spec)
             resolved_version, backend = self.service.repository.resolve(name, version, label)
+            resolved["version"] = resolved_version
             response = self.modules.get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = name
-            response.model_spec.version.value = resolved_version
+            _fill_spec(response.model_spec, name, resolved_version)
             response.metadata["signature_def"].Pack(signature_def_map(backend))
             return response
 
-        return self._call("GetModelMetadata", context, metadata)
+        return self._call("GetModelMetadata", context, request.model_spec.name, metadata)
 
 
 class _ModelService(_Base):
     def GetModelStatus(self, request, context):
-        def status():
+        def status(resolved):
             name, version, label = _model_spec(request.model_spec)
             response = self.modules.get_model_status_pb2.GetModelStatusResponse()
             for item in self.service.repository.status(name, version, label):
                 entry = response.model_version_status.add()
                 entry.version = int(item["version"])
                 entry.state = self.modules.get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            resolved["version"] = version
             return response
 
-        return self._call("GetModelStatus", context, status)
+        return self._call("GetModelStatus", context, request.model_spec.name, status)
+
+
+def _fill_classifications(result, results):
+    for classes in results:
+        classifications = result.classifications.add()
+        for label, score in classes:
+            classifications.classes.add(label=label.decode("utf-8", errors="replace"), score=score)

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 
-from serving.edge.errors import NotFound
+from serving.edge.errors import InvalidInput, NotFound
 
 LOGGER = logging.getLogger("serving.edge")
 
@@ -54,6 +54,7 @@ class ModelRepository:
         backend: "auto" (ONNX when `model.onnx` exists, else the SavedModel), "onnx" or "savedmodel".
         labels: `{model: {label: version}}` version labels.
         threads: ONNX Runtime intra-op threads per model.
+        metrics: a `Metrics` that counts loads and failed loads (optional).
 
     Example:
     >>> repository = ModelRepository("exports/")
@@ -61,7 +62,7 @@ class ModelRepository:
     >>> version, backend = repository.resolve("cnn")
     """
 
-    def __init__(self, base_path, backend="auto", labels=None, threads=None):
+    def __init__(self, base_path, backend="auto", labels=None, threads=None, metrics=None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.base_path = os.path.abspath(os.fspath(base_path))
@@ -70,6 +71,7 @@ class ModelRepository:
         self.backend = backend
         self.labels = labels or {}
         self.threads = threads
+        self.metrics = metrics
         self._models = {}  # name -> {version: backend}
         self._errors = {}  # (name, version) -> message of the last failed load
         self._lock = threading.Lock()
@@ -107,6 +109,8 @@ class ModelRepository:
                     backend = load_backend(path, kind, self.threads)
                 except Exception as error:  # A broken or half-copied version must not stop the server.
                     message = f"{type(error).__name__}: {error}".splitlines()[0]
+                    if self.metrics is not None and self._errors.get((name, version)) is None:
+                        self.metrics.load(path, False, time.monotonic() - started)
                     if self._errors.get((name, version)) != message:
                         LOGGER.warning(json.dumps({"event": "load_failed", "model": name, "version": version, "error": message}))
                     self._errors[(name, version)] = message
@@ -115,6 +119,8 @@ class ModelRepository:
                     self._models.setdefault(name, {})[version] = backend
                 self._errors.pop((name, version), None)
                 loaded.append((name, version))
+                if self.metrics is not None:
+                    self.metrics.load(path, True, time.monotonic() - started)
                 LOGGER.info(
                     json.dumps(
                         {
@@ -163,7 +169,8 @@ class ModelRepository:
         """Returns `(version, backend)`: the given version, the labelled one, or the latest.
 
         Raises:
-            NotFound: unknown model, version or label (the message lists what is served).
+            NotFound: unknown model or version (the message lists what is served).
+            InvalidInput: unknown label (TF Serving's INVALID_ARGUMENT).
         """
         with self._lock:
             versions = dict(self._models.get(name, {}))
@@ -173,7 +180,7 @@ class ModelRepository:
         if label is not None:
             labels = self.labels.get(name, {})
             if label not in labels:
-                raise NotFound(f"Unrecognized servable version label: {label} for model {name}; labels: {', '.join(sorted(labels)) or 'none'}")
+                raise InvalidInput(f"Unrecognized servable version label: {label} for model {name}; labels: {', '.join(sorted(labels)) or 'none'}")
             version = labels[label]
         if version is None:
             version = max(versions)

@@ -3,12 +3,13 @@
 Usage:
     python -m serving.edge exports/ [--port 8501] [--grpc-port 8500] [--host 127.0.0.1]
         [--backend onnx|savedmodel|auto] [--max-batch-size 32] [--batch-timeout-ms 2]
-        [--no-batching] [--max-body-bytes N] [--poll-seconds 2] [--label cnn:stable=1]
-        [--threads N]
+        [--no-batching] [--max-body-bytes N] [--max-elements N] [--max-batch-queues 32]
+        [--poll-seconds 2] [--label cnn:stable=1] [--threads N]
 
 It binds 127.0.0.1 by default (pass `--host 0.0.0.0` deliberately to expose
 it), logs one JSON line per request (with its latency) to stderr, picks up new
-versions without a restart, and answers `/healthz` and `/readyz`.
+versions without a restart, answers `/healthz` and `/readyz`, and serves
+Prometheus metrics at `/monitoring/prometheus/metrics` on the REST port.
 """
 
 import argparse
@@ -16,8 +17,10 @@ import json
 import logging
 import sys
 
+from serving.edge.batching import DEFAULT_MAX_QUEUES
+from serving.edge.metrics import Metrics
 from serving.edge.repository import BACKENDS, ModelRepository
-from serving.edge.service import EdgeService
+from serving.edge.service import DEFAULT_MAX_ELEMENTS, EdgeService
 from serving.labels import EVERY_MODEL, parse_labels
 
 LOGGER = logging.getLogger("serving.edge")
@@ -47,15 +50,26 @@ def build_server(
     max_body_bytes=10 * 1024 * 1024,
     labels=None,
     threads=None,
+    max_elements=DEFAULT_MAX_ELEMENTS,
+    max_batch_queues=DEFAULT_MAX_QUEUES,
 ):
     """Loads the models and returns `(service, app, grpc_server_or_None, grpc_port)`; nothing listens yet.
 
     Example:
     >>> service, app, grpc_server, port = build_server("exports/", grpc_port=0)
     """
-    repository = ModelRepository(base_path, backend=backend, labels=_LabelView(labels or {}), threads=threads)
-    repository.scan()
-    service = EdgeService(repository, batching=batching, max_batch_size=max_batch_size, batch_timeout_s=batch_timeout_ms / 1000.0)
+    metrics = Metrics()
+    repository = ModelRepository(base_path, backend=backend, labels=_LabelView(labels or {}), threads=threads, metrics=metrics)
+    service = EdgeService(
+        repository,
+        batching=batching,
+        max_batch_size=max_batch_size,
+        batch_timeout_s=batch_timeout_ms / 1000.0,
+        max_elements=max_elements,
+        max_batch_queues=max_batch_queues,
+        metrics=metrics,
+    )
+    repository.scan()  # After the settings are checked: a bad flag fails before models load.
     from serving.edge.rest import build_app
 
     app = build_app(service, max_body_bytes=max_body_bytes)
@@ -77,7 +91,10 @@ def main(argv=None):
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
     parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
-    parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
+    parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024, help="larger requests get RESOURCE_EXHAUSTED")
+    parser.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS, help="the most values one request may hold")
+    parser.add_argument("--max-batch-queues", type=int, default=DEFAULT_MAX_QUEUES,
+                        help="the most batching queues (worker threads) at once; other shapes run unbatched")
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions; 0 disables")
     parser.add_argument("--label", action="append", default=[], help="version label, [model:]label=version (repeatable)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model")
@@ -98,6 +115,8 @@ def main(argv=None):
             max_body_bytes=args.max_body_bytes,
             labels=labels,
             threads=args.threads,
+            max_elements=args.max_elements,
+            max_batch_queues=args.max_batch_queues,
         )
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -74,14 +74,6 @@ def _build_image_export(folder, seed):
         class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {"probabilities": probabilities, "class_ids": class_ids, "class_names": tf.gather(names, class_ids)}
 
-    module = tf.Module()
-    module.model = logits_model
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="images")])
-    def serving_default(images):
-        return outputs(images)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def image_bytes(image_bytes):
         def decode(data):
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
@@ -90,8 +82,14 @@ def _build_image_export(folder, seed):
         images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([32, 32, 3], tf.float32))
         return outputs(images)
 
+    # keras.export.ExportArchive, as the export stage writes it: TF Serving's TF1 loader can read it
+    # (a plain tf.Module holding a Keras 3 model saves variables that loader cannot find).
+    archive = keras.export.ExportArchive()
+    archive.track(logits_model)
+    archive.add_endpoint("serving_default", outputs, input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="images")])
+    archive.add_endpoint("image_bytes", image_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     folder.mkdir(parents=True)
-    tf.saved_model.save(module, str(folder), signatures={"serving_default": serving_default, "image_bytes": image_bytes})
+    archive.write_out(str(folder), verbose=False)
     inputs = keras.Input((32, 32, 3), name="images")
     probabilities = keras.layers.Softmax(name="probabilities")(
         keras.layers.Rescaling(1 / 100.0, name="temperature")(logits_model(inputs))
@@ -257,7 +255,35 @@ class EdgeProcess:
 @pytest.fixture(scope="session")
 def edge(exports):
     """The edge server (ONNX backend, batching on) serving `exports`, as a subprocess on free ports."""
-    server = EdgeProcess(exports, ["--max-body-bytes", "2000000", "--label", "cnn:stable=1"])
+    server = EdgeProcess(exports, ["--max-body-bytes", "2000000", "--max-elements", str(EDGE_MAX_ELEMENTS), "--label", "cnn:stable=1"])
+    yield server
+    server.stop()
+
+
+# The edge fixture's --max-elements: 650 CIFAR images' worth of values.
+EDGE_MAX_ELEMENTS = 2_000_000
+HALF_PLUS_TWO = "saved_model_half_plus_two_2_versions"
+HALF_PLUS_THREE = "saved_model_half_plus_three"
+
+
+@pytest.fixture(scope="session")
+def tf_serving_base(built_exports):
+    """A base path in TF Serving's test layout: half_plus_two (versions 123 and 124, zero-padded
+    folders), half_plus_three (123), and the CNN export's version 1 (SavedModel and ONNX)."""
+    from tf1_models import build_half_plus
+
+    base = built_exports["root"] / "tf_serving"
+    build_half_plus(base / HALF_PLUS_TWO / "00000123", b=2.0, c=3.0)
+    build_half_plus(base / HALF_PLUS_TWO / "00000124", b=2.0, c=3.0)
+    build_half_plus(base / HALF_PLUS_THREE / "00000123", b=3.0, c=4.0)
+    shutil.copytree(built_exports["base"] / "cnn" / "1", base / "cnn" / "1")
+    return base
+
+
+@pytest.fixture(scope="session")
+def edge_savedmodel(tf_serving_base):
+    """The edge server on the SavedModel backend (TF1 graphs and the CNN's SavedModel), as a subprocess."""
+    server = EdgeProcess(tf_serving_base, ["--backend", "savedmodel", "--label", f"{HALF_PLUS_TWO}:Version_Label=123"])
     yield server
     server.stop()
 

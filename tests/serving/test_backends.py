@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -136,3 +137,132 @@ def test_validate_names_the_problem():
         validate(signature, {"features": np.zeros((2, 3))})
     with pytest.raises(InvalidInput, match=r"^the request holds no examples"):
         validate(signature, {"features": np.zeros((0, 4))})
+
+
+def test_batcher_bounds_its_queues_and_threads():
+    """Inputs of many shapes (variable-length sequences) must not start a queue and a thread per shape."""
+    import concurrent.futures
+
+    release = threading.Event()
+
+    def run(inputs):
+        release.wait(10)
+        return {"y": inputs["x"] * 2}
+
+    def batcher_threads():
+        return sum(thread.name == "batcher" for thread in threading.enumerate())
+
+    before = batcher_threads()  # Other tests' batchers may still idle.
+    batcher = Batcher(max_batch_size=8, batch_timeout_s=0.05, max_queues=3)
+    requests = [np.full((1, length), length, dtype=np.float32) for length in range(1, 13)]
+    with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
+        futures = [pool.submit(lambda x: batcher.submit("model", run, {"x": x}).result(10), x) for x in requests]
+        deadline = time.monotonic() + 5
+        while batcher.queue_count() < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert batcher.queue_count() == 3
+        assert batcher_threads() <= before + 3
+        release.set()
+        for x, future in zip(requests, futures):
+            np.testing.assert_array_equal(future.result(10)["y"], x * 2)
+
+
+def test_a_failing_request_fails_alone_in_its_batch():
+    calls = []
+
+    def run(inputs):
+        calls.append(len(inputs["x"]))
+        if np.any(inputs["x"] < 0):
+            raise ValueError("negative input")
+        return {"y": inputs["x"] + 1}
+
+    batcher = Batcher(max_batch_size=8, batch_timeout_s=0.5)
+    good, bad, other = (np.array([[value]], dtype=np.float32) for value in (1.0, -1.0, 2.0))
+    futures = [batcher.submit("model", run, {"x": x}) for x in (good, bad, other)]
+    assert futures[0].result(10)["y"].tolist() == [[2.0]]
+    with pytest.raises(ValueError, match="negative input"):
+        futures[1].result(10)
+    assert futures[2].result(10)["y"].tolist() == [[3.0]]
+    assert calls == [3, 1, 1, 1]  # One batch, then each request alone.
+
+
+def _jpeg(seed):
+    import io
+
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_undecodable_image_fails_alone_on_the_savedmodel_backend(exports):
+    import tensorflow as tf
+
+    from serving.edge.backends.savedmodel import SavedModelBackend
+
+    backend = SavedModelBackend(exports / "cnn" / "1")
+    batcher = Batcher(max_batch_size=8, batch_timeout_s=0.5)
+    good = np.array([_jpeg(1)], dtype=object)
+    alone = backend.run("image_bytes", {"image_bytes": good})
+    run = lambda inputs: backend.run("image_bytes", inputs)  # noqa: E731
+    futures = [batcher.submit("cnn", run, {"image_bytes": items}) for items in (good, np.array([b"not an image"], dtype=object))]
+    np.testing.assert_allclose(futures[0].result(30)["probabilities"], alone["probabilities"], atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        futures[1].result(30)
+
+
+def test_savedmodel_backend_falls_back_to_the_tf1_loader(exports, monkeypatch):
+    # The conftest's CNN is written by keras.export.ExportArchive, as the export stage writes it.
+    """A SavedModel that tf.saved_model.load refuses is loaded as TF Serving loads it."""
+    import tensorflow as tf
+
+    from serving.edge.backends.onnx import OnnxBackend
+    from serving.edge.backends.savedmodel import SavedModelBackend
+
+    def refuse(*args, **kwargs):
+        raise ValueError("Shape must be rank 1 but is rank 0 for 'ParseExample/ParseExampleV2'")
+
+    monkeypatch.setattr(tf.saved_model, "load", refuse)
+    backend = SavedModelBackend(exports / "cnn" / "1")
+    assert backend.loader == "tf1"
+    assert sorted(backend.signatures) == ["image_bytes", "serving_default"]
+    assert sorted(backend.signature_defs) == ["__saved_model_init_op", "image_bytes", "serving_default"]
+    images = np.random.default_rng(6).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    expected = OnnxBackend(exports / "cnn" / "1").run("onnx", {"images": images})
+    outputs = backend.run("serving_default", {"images": images})
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], atol=1e-5)
+    assert outputs["class_names"].tolist() == expected["class_names"].tolist()
+
+
+def test_tf1_graphs_load_with_the_session_loader(tf_serving_base):
+    from serving.edge.backends.savedmodel import SavedModelBackend
+
+    backend = SavedModelBackend(tf_serving_base / "saved_model_half_plus_three" / "00000123")
+    assert backend.loader == "tf1"
+    assert backend.signatures["regress_x_to_y"].method == "tensorflow/serving/regress"
+    assert backend.signatures["serving_default"].strict is False
+    assert backend.run("serving_default", {"x": np.array([1.0, 2.0], "float32")})["y"].tolist() == [3.5, 4.0]
+
+
+def test_quiet_import_filter_drops_only_tensorflows_start_up_lines(capfd):
+    import os
+
+    from serving.edge.quiet import KNOWN_STARTUP_LINES, filtered_stderr
+
+    noise = (
+        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        b"I0000 00:00:1.2 30006 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.\n"
+        b"E0000 00:00:1.2 30129 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
+    )
+    real = b"E0000 00:00:1.3 30129 saver.cc:12] a real error\n"
+    with filtered_stderr(KNOWN_STARTUP_LINES):
+        os.write(2, noise + real)
+    assert capfd.readouterr().err == real.decode()
+    # When the block fails, nothing is hidden.
+    with pytest.raises(RuntimeError), filtered_stderr(KNOWN_STARTUP_LINES):
+        os.write(2, noise)
+        raise RuntimeError("import failed")
+    assert capfd.readouterr().err == noise.decode()

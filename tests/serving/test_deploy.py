@@ -131,3 +131,24 @@ def test_bad_arguments_fail_with_one_line(two_version_exports, tmp_path, argumen
     assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
     assert message in result.stderr
     assert not (tmp_path / "d" / "models.config").exists()
+
+
+def test_prometheus_scrape_config_and_kubernetes_annotations(two_version_exports, tmp_path):
+    written, _ = deploy.generate(two_version_exports, tmp_path, policy="latest", num_batch_threads=2)
+    config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
+    edge, pods = config["scrape_configs"]
+    assert edge["metrics_path"] == "/monitoring/prometheus/metrics"
+    assert edge["static_configs"] == [{"targets": ["localhost:8501"]}]
+    assert pods["kubernetes_sd_configs"] == [{"role": "pod"}]
+    keep = pods["relabel_configs"][0]
+    assert (keep["action"], keep["regex"], keep["source_labels"]) == ("keep", "true", ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"])
+    import re
+
+    address = pods["relabel_configs"][2]
+    assert re.fullmatch(address["regex"], "10.0.0.7:8500;8501").expand(address["replacement"].replace("$", "\\")) == "10.0.0.7:8501"
+    _, deployment, _ = yaml.safe_load_all((tmp_path / "k8s.yaml").read_text())
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8501",
+        "prometheus.io/path": "/monitoring/prometheus/metrics",
+    }

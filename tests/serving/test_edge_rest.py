@@ -87,7 +87,7 @@ _GOOD_IMAGE = np.zeros((32, 32, 3)).tolist()
     [
         ("/v1/models/nope:predict", {"instances": [_GOOD_IMAGE]}, 404, "Servable not found for request: Latest(nope)"),
         ("/v1/models/cnn/versions/9:predict", {"instances": [_GOOD_IMAGE]}, 404, "Specific(cnn, 9); available versions: 1"),
-        ("/v1/models/cnn/labels/beta:predict", {"instances": [_GOOD_IMAGE]}, 404, "Unrecognized servable version label: beta"),
+        ("/v1/models/cnn/labels/beta:predict", {"instances": [_GOOD_IMAGE]}, 400, "Unrecognized servable version label: beta"),
         ("/v1/models/cnn:predict", {"instances": [np.zeros((32, 3)).tolist()]}, 400, "input 'images' must have shape [-1,32,32,3], got [1,32,3]"),
         ("/v1/models/cnn:predict", {"instances": [[["red"] * 3] * 32] * 1}, 400, "input 'images' must hold float32 numbers"),
         ("/v1/models/cnn:predict", {"examples": [_GOOD_IMAGE]}, 400, "exactly one of 'instances' (row format) or 'inputs'"),
@@ -97,7 +97,7 @@ _GOOD_IMAGE = np.zeros((32, 32, 3)).tolist()
         ("/v1/models/cnn:predict", {"signature_name": "nope", "instances": [_GOOD_IMAGE]}, 400, "signature 'nope' not found for model 'cnn'"),
         ("/v1/models/cnn:predict", {"instances": []}, 400, "'instances' must be a non-empty list"),
         ("/v1/models/cnn:predict", {"instances": [[[[1.0, 2.0, 3.0]] * 32] * 31 + [[[1.0]] * 32]]}, 400, "regular (non-ragged) nested list"),
-        ("/v1/models/cnn:predict", {"instances": [np.full((40, 40, 3), 123.25).tolist()] * 80}, 400, "exceeds the limit of 2000000 bytes"),
+        ("/v1/models/cnn:predict", {"instances": [np.full((40, 40, 3), 123.25).tolist()] * 80}, 429, "exceeds the limit of 2000000 bytes"),
     ],
     ids=["unknown-model", "unknown-version", "unknown-label", "wrong-shape", "wrong-dtype", "missing-field",
          "unknown-input", "bad-base64", "not-an-image", "unknown-signature", "empty", "ragged", "oversized-body"],
@@ -114,7 +114,9 @@ def test_malformed_requests(edge, path, body, status, message):
 def test_invalid_json_body(edge):
     answer = requests.post(f"{edge.url}/v1/models/cnn:predict", data=b'{"instances": [1,', timeout=10)
     assert answer.status_code == 400
-    assert answer.json()["error"].startswith("the request body is not valid JSON")
+    assert answer.json()["error"].startswith("JSON Parse error: ")
+    empty = requests.post(f"{edge.url}/v1/models/cnn:predict", data=b"", timeout=10)
+    assert (empty.status_code, empty.json()) == (400, {"error": "JSON Parse error: The document is empty"})
 
 
 def test_request_logs_are_json_lines_with_latency(edge):

@@ -17,7 +17,12 @@ import dataclasses
 
 import numpy as np
 
-from serving.edge.errors import InvalidInput
+from serving.edge.errors import InvalidInput, ResourceExhausted
+
+# TF Serving's SignatureDef method names.
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 
 # The dtypes a request may carry, by name; "string" is an object array of bytes.
 NUMERIC_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
@@ -26,23 +31,34 @@ NUMERIC_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "i
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
     """One named tensor of a signature: `dtype` ("float32", "int64", "string", ...) and
-    `shape` (a list whose unknown sizes, the batch axis among them, are None)."""
+    `shape` (a tuple whose unknown sizes, the batch axis among them, are None; None
+    itself when even the rank is unknown)."""
 
     name: str
     dtype: str
     shape: tuple
 
     def shape_text(self):
+        if self.shape is None:
+            return "[?]"
         return "[" + ",".join("-1" if size is None else str(size) for size in self.shape) + "]"
 
 
 @dataclasses.dataclass(frozen=True)
 class Signature:
-    """A serving signature: input and output `TensorSpec`s by name."""
+    """A serving signature: input and output `TensorSpec`s by name, and TF Serving's method name.
+
+    `strict` signatures have their input shapes checked and need a batch axis;
+    signatures read from a TF1 graph are not strict, because TF Serving feeds
+    whatever the request holds and lets the graph decide (its own test model's
+    `x` is declared [-1,1] and answers `{"instances": [1.0, 2.0]}`).
+    """
 
     name: str
     inputs: dict
     outputs: dict
+    method: str = PREDICT_METHOD
+    strict: bool = True
 
 
 def classifier_outputs(num_classes):
@@ -68,12 +84,19 @@ def classify(probabilities, class_names):
     return outputs(probabilities, names)
 
 
-def validate(signature, inputs):
+def validate(signature, inputs, max_elements=None):
     """Checks `inputs` (name -> NumPy array) against `signature`; returns them cast to its dtypes.
 
+    Args:
+        signature: the `Signature` the request addresses.
+        inputs: name -> array, as parsed from the request.
+        max_elements: the most values all inputs together may hold (None: no bound).
+
     Raises:
-        InvalidInput: a missing or unknown input, a wrong dtype, a wrong shape, or
-            inputs whose batch sizes differ; the message names the input.
+        InvalidInput: a missing or unknown input, a wrong dtype, a value out of
+            the dtype's range, a wrong shape, or inputs whose batch sizes
+            differ; the message names the input.
+        ResourceExhausted: more than `max_elements` values.
 
     Example:
     >>> spec = TensorSpec("x", "float32", (None, 2))
@@ -84,14 +107,24 @@ def validate(signature, inputs):
     for name in inputs:
         if name not in signature.inputs:
             raise InvalidInput(f"unknown input {name!r} for signature {signature.name!r}; expected: {expected}")
+    if max_elements is not None:
+        total = sum(int(np.size(value)) for value in inputs.values())
+        if total > max_elements:
+            raise ResourceExhausted(
+                f"the request holds {total} values, more than this server's limit of {max_elements} (--max-elements)"
+            )
     checked = {}
     batch_sizes = set()
     for name, spec in signature.inputs.items():
         if name not in inputs:
             raise InvalidInput(f"missing input {name!r} for signature {signature.name!r}; expected: {expected}")
         array = cast(name, inputs[name], spec.dtype)
-        if array.ndim != len(spec.shape) or any(
-            want is not None and want != got for want, got in zip(spec.shape, array.shape)
+        checked[name] = array
+        if not signature.strict:
+            continue
+        if spec.shape is not None and (
+            array.ndim != len(spec.shape)
+            or any(want is not None and want != got for want, got in zip(spec.shape, array.shape))
         ):
             raise InvalidInput(
                 f"input {name!r} must have shape {spec.shape_text()}, got [{','.join(map(str, array.shape))}]"
@@ -99,7 +132,6 @@ def validate(signature, inputs):
         if array.ndim == 0:
             raise InvalidInput(f"input {name!r} must have a batch axis, got a scalar")
         batch_sizes.add(array.shape[0])
-        checked[name] = array
     if len(batch_sizes) > 1:
         raise InvalidInput(f"inputs of signature {signature.name!r} have different batch sizes: {sorted(batch_sizes)}")
     if batch_sizes == {0}:
@@ -108,7 +140,12 @@ def validate(signature, inputs):
 
 
 def cast(name, array, dtype):
-    """Casts `array` to `dtype` or raises InvalidInput saying what input `name` must hold."""
+    """Casts `array` to `dtype` or raises InvalidInput saying what input `name` must hold.
+
+    Values that the dtype cannot hold are refused rather than wrapped or
+    rounded: fractions for integers, numbers out of an integer type's range,
+    finite numbers beyond a float type's range, non-booleans for bool.
+    """
     array = np.asarray(array) if not isinstance(array, np.ndarray) else array
     if dtype == "string":
         if array.dtype.kind not in "OSU":
@@ -124,8 +161,20 @@ def cast(name, array, dtype):
                     raise InvalidInput(f"input {name!r} must hold strings, got {type(item).__name__}")
             array = converted
         return array
-    if array.dtype.kind in "OSU":
+    if array.dtype.kind not in "biuf":
         raise InvalidInput(f"input {name!r} must hold {dtype} numbers, got strings or mixed values")
-    if array.dtype.kind == "f" and np.dtype(dtype).kind in "iub" and not np.all(np.equal(np.mod(array, 1), 0)):
-        raise InvalidInput(f"input {name!r} must hold {dtype} values, got fractional numbers")
-    return array.astype(dtype, copy=False)
+    target = np.dtype(dtype)
+    if (target.kind == "b") != (array.dtype.kind == "b"):
+        wanted = "booleans" if target.kind == "b" else f"{dtype} numbers"
+        raise InvalidInput(f"input {name!r} must hold {wanted}, got {'booleans' if array.dtype.kind == 'b' else 'numbers'}")
+    if array.size and target.kind in "iu":
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array) & (np.mod(array, 1) == 0)):
+            raise InvalidInput(f"input {name!r} must hold {dtype} values, got fractional or non-finite numbers")
+        limits = np.iinfo(target)
+        if array.min() < limits.min or array.max() > limits.max:
+            raise InvalidInput(f"input {name!r} holds a value outside the range of {dtype} [{limits.min}, {limits.max}]")
+    if array.size and target.kind == "f" and array.dtype.kind == "f" and array.dtype.itemsize > target.itemsize:
+        finite = array[np.isfinite(array)]
+        if finite.size and np.abs(finite).max() > np.finfo(target).max:
+            raise InvalidInput(f"input {name!r} holds a value too large for {dtype}")
+    return array.astype(target, copy=False)
