@@ -430,6 +430,7 @@ RULES = {
     "data.label_column": Rule(example="label"),
     # Whether the codec exists is checked by the data loaders (kerasdl.data.textfile).
     "data.encoding": Rule(example="latin-1"),
+    "data.class_names": Rule(example=["negative", "positive"]),
     "augment.enabled": Rule(example=True),
     "augment.flip": Rule(choices=("horizontal", "vertical", "horizontal_and_vertical", "none")),
     "augment.rotation": Rule(minimum=0.0, maximum=1.0),

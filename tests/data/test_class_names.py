@@ -36,8 +36,8 @@ def test_bad_names_are_one_clear_line(shared_data, names, message):
 
 
 def test_the_setting_parses_from_the_command_line_form():
-    from kerasdl.config import parse_value
+    from kerasdl.config import ConfigError, resolve_config
 
-    config = Config(model_name="mlp")
-    set_value(config, "data.class_names", parse_value("[negative,positive]"))
-    assert config.data.class_names == ["negative", "positive"]
+    assert resolve_config("lstm", sets=["data.class_names=[negative,positive]"]).data.class_names == ["negative", "positive"]
+    with pytest.raises(ConfigError, match="data.class_names must be a list"):
+        resolve_config("lstm", sets=["data.class_names=3"])
