@@ -132,7 +132,7 @@ def test_text_savedmodel_takes_strings(text_lstm_export, text_lstm_run, helpers)
     "fixture, inputs, modality",
     [
         ("mlp_export", {"features": ["batch", 6]}, "features"),
-        ("cnn_export", {"images": ["batch", 32, 32, 3]}, "image"),
+        ("cnn_export", {"images": ["batch", "height", "width", 3]}, "image"),
         ("lstm_export", {"sequences": ["batch", "time", 2]}, "sequence"),
         ("text_lstm_export", {"token_ids": ["batch", "tokens"]}, "text"),
         ("bert_export", {name: ["batch", "tokens"] for name in ("token_ids", "segment_ids", "padding_mask")}, "text"),
