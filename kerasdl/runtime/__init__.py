@@ -104,7 +104,7 @@ class Runner:
             try:
                 pixels.append(decode_image(data, channels))
             except ImageDecodeError as error:
-                raise ArtifactError(f"image {index} is {error}") from None
+                raise ArtifactError(f"item {index} is {error}") from None
         return pixels
 
     def check_image_sizes(self, images):

@@ -161,6 +161,6 @@ def check_image_sizes(images, input_shape):
         height, width = np.shape(image)[:2]
         if (height, width) != (shape[0], shape[1]):
             raise ArtifactError(
-                f"image {index} is {height}x{width}, but this model takes {shape[0]}x{shape[1]} images only "
+                f"item {index} is {height}x{width}, but this model takes {shape[0]}x{shape[1]} images only "
                 "(it was built before models resized inside); retrain and re-export it, or resize the images first"
             )

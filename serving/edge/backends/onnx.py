@@ -97,6 +97,6 @@ class OnnxBackend:
             images = self.runner.decode_images(items)
             self.runner.check_image_sizes(images)
         except ArtifactError as error:
-            raise InvalidInput(f"input 'image_bytes': {error}") from None
+            raise InvalidInput(f"input 'image_bytes' {error}") from None
         return images
 
