@@ -4,7 +4,9 @@ Each fixture builds a small model with the real kerasdl builder, fits it for a
 few epochs on separable synthetic data (so int8 has margins to keep), saves it
 with `kerasdl.artifact.save_model` and writes the run-directory files export
 reads (CONTRACTS.md §4): `model.keras`, `data/validation.npz|json`,
-`data/calibration.npz|json`, `metrics.json`, `config.yaml`.
+`data/calibration.npz|json`, `metrics.json`, `config.yaml`. `data/validation.*` is the layout of
+runs written before `data/heldout.json`, which export still reads; runs of `training.run` keep
+raw held-out files instead (`kerasdl.heldout`, exercised by tests/test_every_path.py).
 """
 
 import json
