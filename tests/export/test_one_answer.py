@@ -218,3 +218,46 @@ def test_bert_loads_in_new_processes_of_export_predict_and_the_edge_savedmodel_b
     result = subprocess.run([sys.executable, "-c", code], cwd=str(REPO_ROOT), env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-1500:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"classes": [["negative", "positive"]]}
+
+
+# --- the raw examples a run keeps ------------------------------------------------------------------
+
+
+def test_a_run_keeps_raw_held_out_examples_and_uint8_calibration(tmp_path):
+    from kerasdl.data.source import splits_from_arrays
+    from kerasdl.heldout import read_heldout, save_run_examples
+
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(0, 255, (60, 9, 7, 3)).astype("float32")
+    labels = np.repeat([0, 1, 2], 20)
+    splits = splits_from_arrays(pixels, labels, ["a", "b", "c"], "image", "toy", 0.1, 0.2, seed=0)
+    predicted = np.arange(splits.test.size) % 3
+    manifest = save_run_examples(tmp_path, splits, predicted, calibration_examples=16)
+    assert manifest["complete"] and manifest["count"] == splits.test.size == 12
+    heldout = read_heldout(tmp_path, {"input": {"shape": [None, None, 3]}})
+    # In-memory pixels are kept as lossless PNGs of the pixels rounded to 8 bits.
+    test_pixels = np.stack([x for x, _ in splits.test.dataset.as_numpy_iterator()])
+    np.testing.assert_array_equal(np.stack(heldout.examples), np.clip(np.round(test_pixels), 0, 255))
+    assert heldout.encoded[0][:4] == b"\x89PNG" and heldout.predicted.tolist() == predicted.tolist()
+    assert heldout.accuracy == float(np.mean(predicted == heldout.labels))
+    with np.load(tmp_path / "data" / "calibration.npz") as calibration:
+        assert calibration["x"].dtype == np.uint8 and calibration["x"].shape == (16, 9, 7, 3)
+    # Fewer than all: evenly spaced over the stored examples, so every class shows up.
+    some = read_heldout(tmp_path, {"input": {"shape": [None, None, 3]}}, limit=4)
+    assert len(some.examples) == 4 and not some.complete
+    assert some.names == [heldout.names[index] for index in (0, 4, 7, 11)]
+
+
+def test_series_are_kept_without_their_padding(tmp_path):
+    from kerasdl.data.source import splits_from_arrays
+    from kerasdl.heldout import read_heldout, save_run_examples
+
+    series = np.zeros((30, 10, 1), "float32")
+    lengths = np.tile([3, 6, 10], 10)
+    for index, length in enumerate(lengths):
+        series[index, :length, 0] = np.arange(1, length + 1)
+    splits = splits_from_arrays(series, np.tile([0, 1, 2], 10), ["x", "y", "z"], "sequence", "toy", 0.1, 0.3, seed=0)
+    save_run_examples(tmp_path, splits, np.zeros(splits.test.size, int))
+    heldout = read_heldout(tmp_path)
+    assert sorted({len(item) for item in heldout.examples}) == [3, 6, 10]
+    assert all(item[-1, 0] == len(item) for item in heldout.examples)
