@@ -121,7 +121,7 @@ def _export_predict(capsys, arguments):
 
 def _paths(kind, run_dir, version_dir, name, heldout, servers, capsys, tmp_path):
     """`{path name: (probabilities [N, K], class names it answered, format whose tolerance applies)}`."""
-    from export.formats.savedmodel import run_fresh
+    from export.tfserving_check import run_fresh
     from kerasdl.runtime import pad_sequences
     from kerasdl.runtime.images import shape_groups
     from kerasdl.runtime.onnx import OnnxRunner

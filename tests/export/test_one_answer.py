@@ -156,7 +156,7 @@ def test_classifier_outputs_name_every_class():
 
 
 def test_every_savedmodel_signature_names_every_class(cnn_export):
-    from export.formats.savedmodel import ServingSession
+    from export.tfserving_check import ServingSession
 
     classes = json.loads((cnn_export.version_dir / "assets.extra" / "model_card.json").read_text())["class_names"]
     with ServingSession(cnn_export.version_dir) as session:
@@ -175,7 +175,7 @@ def test_the_fresh_process_check_catches_what_the_in_process_check_missed(bert_e
     imports tensorflow_text), so the old in-process check passed; a process without them is TF
     Serving without TF Text, and the fresh check fails there, naming the op."""
     from export.errors import VerificationError
-    from export.formats.savedmodel import ServingSession, run_fresh
+    from export.tfserving_check import ServingSession, run_fresh
 
     folder = bert_export.version_dir
     feed = {"text": np.array([b"a gripping , funny film", b"dull"], dtype=object)}
@@ -189,7 +189,7 @@ def test_the_fresh_process_check_catches_what_the_in_process_check_missed(bert_e
 
 def test_the_fresh_process_imports_no_keras_and_refuses_what_it_blocks(mlp_export):
     from export.errors import VerificationError
-    from export.formats.savedmodel import run_fresh
+    from export.tfserving_check import run_fresh
 
     feed = {"features": np.full((3, 6), 50.0, "float32")}
     (answer,) = run_fresh(mlp_export.version_dir, [("serving_default", feed)])
