@@ -71,6 +71,8 @@ def decode_image(data, channels):
             pixels = _pixels(image, channels)
     except UnidentifiedImageError:
         raise ImageDecodeError("not a decodable JPEG/PNG image") from None
+    except Image.DecompressionBombError as error:  # Pillow's guard against images too large to hold.
+        raise ImageDecodeError(f"too large to decode ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:  # Pillow's errors for truncated or broken files.
         raise ImageDecodeError(f"a broken image ({str(error).strip() or type(error).__name__})") from None
     return pixels.astype(np.float32)

@@ -76,7 +76,9 @@ def test_tensorflows_default_jpeg_decoder_is_what_differed(shared_data):
     assert np.abs(old - decode_image(data, 3)).max() >= 3
 
 
-def test_a_broken_image_is_one_line():
+def test_a_broken_image_is_one_line(monkeypatch):
+    from PIL import Image
+
     from kerasdl.runtime.images import ImageDecodeError, decode_image
 
     with pytest.raises(ImageDecodeError, match="not a decodable JPEG/PNG image"):
@@ -84,6 +86,9 @@ def test_a_broken_image_is_one_line():
     truncated = _png(np.zeros((40, 40, 3), np.uint8))[:60]
     with pytest.raises(ImageDecodeError, match="broken image"):
         decode_image(truncated, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40x40 is then a decompression bomb
+    with pytest.raises(ImageDecodeError, match="too large to decode"):
+        decode_image(_png(np.zeros((40, 40, 3), np.uint8)), 3)
 
 
 @pytest.mark.parametrize("builder", ["mlp", "cnn", "resnet50"])
