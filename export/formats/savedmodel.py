@@ -69,7 +69,7 @@ def verify(job):
     feeds = _feeds(job.source)
     runs = [(signature, feed) for signature, items in feeds.items() for feed, _ in items]
     outputs = run_fresh(job.folder, runs)
-    references = {"serving_default": job.expected}
+    references = {signature: job.expected for signature in feeds}
     if IMAGE_BYTES_SIGNATURE in feeds and job.source.encoded is None:
         # PNG is lossless, so the decoded pixels equal the rounded examples, and the
         # Keras reference on those pixels is exact.
@@ -77,8 +77,7 @@ def verify(job):
     limit = job.tolerance(NAME)
     rows, position = [], 0
     for signature, items in feeds.items():
-        count = len(references.get(signature, job.expected))
-        probabilities = np.zeros((count, len(metadata["class_names"])), dtype="float32")
+        probabilities = np.zeros((len(references[signature]), len(metadata["class_names"])), dtype="float32")
         problems = []
         for _, indices in items:
             answer = outputs[position]
@@ -88,7 +87,7 @@ def verify(job):
                 problems.append(problem)
             else:
                 probabilities[indices] = answer["probabilities"]
-        result = compare(NAME, signature, probabilities, references.get(signature, job.expected), limit, "; ".join(sorted(set(problems))))
+        result = compare(NAME, signature, probabilities, references[signature], limit, "; ".join(sorted(set(problems))))
         result.ok = result.ok and not problems
         rows.append(result)
     return rows
