@@ -68,10 +68,12 @@ def matmul_peak(size=2048, seconds=1.5):
 
 
 def _examples(run_dir, metadata):
+    # Texts: the run's raw held-out sentences; other inputs: its calibration examples, which
+    # share one size (held-out photos and series keep their own sizes and lengths).
     folder = Path(run_dir) / "data"
     if metadata["modality"] == "text":
-        return json.loads((folder / "validation.json").read_text())["x"]
-    return np.load(folder / "validation.npz")["x"].astype("float32")
+        return json.loads((folder / "heldout.json").read_text())["x"]
+    return np.load(folder / "calibration.npz")["x"].astype("float32")
 
 
 def _batch(examples, size):

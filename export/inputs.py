@@ -1,7 +1,9 @@
 """The raw inputs of `python -m export.predict`, read from its command line.
 
 - image: image files, or folders of them (JPEG/PNG/BMP/GIF), kept encoded
-  (`ImageFile`) so a SavedModel gets the bytes and the other formats decoded pixels.
+  (`ImageFile`) so a SavedModel gets the bytes and the other formats decoded
+  pixels of the file's own size (decoded as TensorFlow decodes them; the model
+  resizes inside, so nothing here resizes).
 - text: the texts themselves, or `.txt` files with one text a line.
 - features: CSV files, one example a row (a non-numeric first row is a header).
 - sequence: CSV files, one series a row, time-major (`t0f0, t0f1, ..., t1f0, ...`).
@@ -18,29 +20,25 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 class ImageFile:
-    """An image input: its path and encoded bytes (decoded on demand with Pillow)."""
+    """An image input: its path and encoded bytes (decoded on demand, never resized)."""
 
     def __init__(self, path):
         self.path = str(path)
         self.data = Path(path).read_bytes()
 
     def pixels(self, shape):
-        """Returns float32 `[H, W, C]` pixels 0-255, converted to C channels and resized to H x W."""
-        import io
+        """Returns float32 `[H, W, C]` pixels 0-255 of the file's own size, with the C channels of `shape`.
 
-        from PIL import Image
+        Decoded by `kerasdl.runtime.images.decode_image`, which gives TensorFlow's
+        pixels; the model resizes them inside (docs/CONTRACTS.md §1).
+        """
+        from kerasdl.runtime.images import ImageDecodeError, decode_image
 
-        height, width, channels = shape
+        channels = int(shape[-1]) if shape and shape[-1] else 3
         try:
-            image = Image.open(io.BytesIO(self.data))
-            image.seek(0)
-            image = image.convert("L" if channels == 1 else "RGB")
-        except Exception as error:  # Pillow raises several types for bad files.
+            return decode_image(self.data, channels)
+        except ImageDecodeError as error:
             raise ExportError(f"{self.path}: cannot decode the image ({error})") from None
-        if height is not None and width is not None and image.size != (width, height):
-            image = image.resize((width, height), Image.BILINEAR)
-        pixels = np.asarray(image, dtype="float32")
-        return pixels[..., None] if channels == 1 else pixels
 
     def __str__(self):
         return self.path

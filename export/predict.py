@@ -66,8 +66,14 @@ class KerasPredictor(Predictor):
 
     def predict(self, examples):
         from export.verify import keras_probabilities
+        from kerasdl.runtime.images import check_image_sizes
 
         batch = [_text_of(item) for item in examples] if self.modality == "text" else _stack(self, examples)
+        if self.modality == "image":
+            try:
+                check_image_sizes(batch, self.input_shape)
+            except ArtifactError as error:
+                raise ExportError(str(error)) from None
         return keras_probabilities(self.model, batch, self.metadata)
 
 
@@ -76,7 +82,8 @@ class FormatPredictor(Predictor):
 
     Image files go to a runner's `predict_image_bytes` when it has one (the
     SavedModel's `image_bytes` signature, the path TF Serving clients use);
-    otherwise they are decoded with Pillow and the runner gets pixels.
+    otherwise they are decoded (as TensorFlow decodes them, `kerasdl.runtime.images`)
+    and the runner gets pixels of each file's own size.
     """
 
     def __init__(self, runner):
@@ -196,7 +203,8 @@ def predictions_json(predictor, artifact, labels, probabilities):
 
 def _stack(predictor, examples):
     if predictor.modality == "image":
-        return np.stack([item.pixels(predictor.input_shape) if isinstance(item, ImageFile) else item for item in examples]).astype("float32")
+        # Pixels of each file's own size: the model resizes inside, in batches of one size.
+        return [item.pixels(predictor.input_shape) if isinstance(item, ImageFile) else np.asarray(item, "float32") for item in examples]
     if predictor.modality == "sequence":
         return pad_sequences(examples)
     return np.stack(examples).astype("float32")

@@ -2,8 +2,9 @@
 
 `load_source(path)` accepts a run directory (CONTRACTS.md §4) or a `.keras`
 file written by `kerasdl.artifact.save_model`. From a run directory it also
-reads `data/validation.npz|json` (parity checks and the TF Serving warmup),
-`data/calibration.npz|json` (static int8 calibration), `config.yaml` and
+reads `data/heldout.json` (raw held-out test examples, `kerasdl.heldout`: parity checks
+and the TF Serving warmup; runs written before it have only `data/validation.*`),
+`data/validation.npz|json` (the int8 accuracy gate), `data/calibration.npz|json` (static int8 calibration), `config.yaml` and
 `metrics.json` (the model card). A bare `.keras` file has none of these, so
 parity and warmup use synthetic inputs that match the input spec, and the
 model card says so.
@@ -46,7 +47,7 @@ class ExportSource:
         run_dir: the run directory, or None for a bare `.keras` file.
         model: the Keras model (outputs logits).
         metadata: its kerasdl metadata (CONTRACTS.md §3).
-        examples: held-out raw inputs (numpy array; a list of strings for text).
+        examples: held-out raw inputs: a list (images of any size, strings, unpadded series, rows), or an array.
         labels: their class ids, or None for synthetic examples.
         examples_origin: where the examples came from (a path or "synthetic").
         calibration_path: `data/calibration.npz|json`, or None.
@@ -66,6 +67,8 @@ class ExportSource:
     config: object = None
     metrics: object = None
     validation_path: object = None
+    # Image models: the held-out files' bytes (the raw input of `image_bytes` and the edge server).
+    encoded: object = None
 
     @property
     def name(self):
@@ -131,9 +134,15 @@ def load_source(path, max_examples=MAX_EXAMPLES):
 
     examples, labels, origin = None, None, "synthetic"
     validation_path = calibration_path = config = metrics = None
+    encoded = None
     if run_dir is not None:
+        # Parity and warmup start from the raw held-out test files; the int8 gate reads the
+        # whole validation split (`held_out`). Runs from before the files have validation only.
+        heldout = _read_heldout(run_dir, metadata, max_examples)
         validation_path = _data_file(run_dir, "validation", metadata)
-        if validation_path is not None:
+        if heldout is not None:
+            examples, labels, encoded, origin = heldout.examples, heldout.labels, heldout.encoded, heldout.origin
+        elif validation_path is not None:
             examples, labels = _read_examples(validation_path, metadata, max_examples)
             origin = str(validation_path)
         calibration_path = _data_file(run_dir, "calibration", metadata)
@@ -153,6 +162,7 @@ def load_source(path, max_examples=MAX_EXAMPLES):
         config=config,
         metrics=metrics,
         validation_path=validation_path if examples is not None and origin != "synthetic" else None,
+        encoded=encoded,
     )
 
 
@@ -196,6 +206,19 @@ def synthetic_examples(metadata, model=None, count=SYNTHETIC_EXAMPLES, seed=0):
     return values
 
 
+def _read_heldout(run_dir, metadata, limit):
+    """The run's raw held-out test examples (`kerasdl.heldout`), or None for runs written before them."""
+    from kerasdl.heldout import read_heldout
+
+    try:
+        heldout = read_heldout(run_dir, metadata, limit)
+    except ValueError as error:
+        raise ExportError(str(error)) from None
+    if heldout is not None and not heldout.examples:
+        raise ExportError(f"{heldout.origin}: holds no examples; the export needs a few to verify the artifacts")
+    return heldout
+
+
 def _data_file(run_dir, stem, metadata):
     extension = ".json" if metadata["modality"] == "text" else ".npz"
     candidate = Path(run_dir) / "data" / f"{stem}{extension}"
@@ -213,7 +236,9 @@ def _read_examples(path, metadata, limit):
     else:
         try:
             with np.load(path) as content:
-                examples = np.asarray(content["x"], dtype="float32")[:limit]
+                # uint8 pixels (calibration images) stay uint8 until a batch is fed: a quarter of the memory.
+                examples = content["x"][:limit]
+                examples = examples if examples.dtype == np.uint8 else np.asarray(examples, dtype="float32")
                 labels = content["y"] if "y" in content.files else None
         except (ValueError, KeyError, OSError) as error:
             raise ExportError(f"{path}: expected an .npz with arrays x and y ({error})") from None

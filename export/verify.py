@@ -37,6 +37,9 @@ def keras_probabilities(model, inputs, metadata=None, batch_size=32):
 
     With `metadata`, text models get strings as the contract says (BERT runs
     its attached preprocessor first; see `export.text.raw_model_fn`).
+    Raw examples as a list are fed as each path feeds them: images of different
+    sizes in batches of one size each (the model resizes inside), series
+    zero-padded to the longest of their batch (the model masks the padding).
 
     Example:
     >>> keras_probabilities(model, images).shape
@@ -45,15 +48,24 @@ def keras_probabilities(model, inputs, metadata=None, batch_size=32):
     import tensorflow as tf
 
     from export.text import raw_model_fn
+    from kerasdl.runtime import pad_sequences
+    from kerasdl.runtime.images import run_grouped
 
     call = raw_model_fn(model, metadata or {})
+    modality = (metadata or {}).get("modality")
+
+    def probabilities(batch):
+        return tf.nn.softmax(tf.cast(call(batch), tf.float32), axis=-1).numpy()
+
+    if modality == "image":
+        # Batches of one size each, and few large images per batch (`image_batch_size`).
+        return run_grouped(list(inputs), probabilities, batch_size).astype("float32")
     outputs = []
     for start in range(0, len(inputs), batch_size):
         batch = inputs[start : start + batch_size]
         if isinstance(batch, list):
-            batch = tf.constant(batch)
-        logits = call(batch)
-        outputs.append(tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy())
+            batch = pad_sequences(batch) if modality == "sequence" else tf.constant(batch)
+        outputs.append(probabilities(batch))
     return np.concatenate(outputs, axis=0)
 
 

@@ -65,6 +65,9 @@ class DataConfig:
     # Text files' encoding (e.g. "latin-1"); None detects it: a byte-order mark, else UTF-8,
     # else cp1252 with a note, which covers the files spreadsheets write.
     encoding: typing.Optional[str] = None
+    # Names for the classes, in class-id order (the sorted labels), e.g. [negative, positive]
+    # for 0/1 labels; None keeps the labels themselves. Every artifact and answer uses these.
+    class_names: typing.Optional[list] = None
 
 
 @dataclasses.dataclass
@@ -427,6 +430,7 @@ RULES = {
     "data.label_column": Rule(example="label"),
     # Whether the codec exists is checked by the data loaders (kerasdl.data.textfile).
     "data.encoding": Rule(example="latin-1"),
+    "data.class_names": Rule(example=["negative", "positive"]),
     "augment.enabled": Rule(example=True),
     "augment.flip": Rule(choices=("horizontal", "vertical", "horizontal_and_vertical", "none")),
     "augment.rotation": Rule(minimum=0.0, maximum=1.0),

@@ -14,8 +14,12 @@ import os
 # The `serving_default` input of the SavedModel, and the ONNX input, per modality.
 INPUT_NAMES = {"image": "images", "features": "features", "sequence": "sequences", "text": "text"}
 
-# The outputs of every SavedModel signature, in the order they are reported.
-OUTPUT_NAMES = ("probabilities", "class_ids", "class_names")
+# The outputs of every SavedModel signature (and of the edge server), in the order they are
+# reported. `probabilities` [B, K], `class_ids` [B] (argmax) and `class_names` [B] (its name);
+# `classes` [B, K] (every class name, in class-id order) with `scores` [B, K] (their
+# probabilities), as TF's canned classifiers answered, so a client names every class
+# without a side file (`kerasdl.runtime.classifier_outputs` builds them).
+OUTPUT_NAMES = ("probabilities", "class_ids", "class_names", "classes", "scores")
 
 # The second signature of image models: encoded JPEG/PNG bytes. TF Serving's
 # REST API decodes `{"b64": ...}` values into the bytes of a string tensor, and
@@ -77,3 +81,29 @@ def input_spec(metadata):
         return {"name": name, "dtype": "string", "shape": [None]}
     shape = list((metadata.get("input") or {}).get("shape") or [])
     return {"name": name, "dtype": "float32", "shape": [None] + shape}
+
+
+def image_size(metadata):
+    """Returns `[height, width]` that an image model resizes its raw pixels to, or None.
+
+    New models take any size (`input.shape` `[None, None, C]`) and name their
+    own size in `input.image_size`; older ones took one fixed size, their shape.
+
+    Example:
+    >>> image_size({"modality": "image", "input": {"shape": [None, None, 3], "image_size": [32, 32]}})
+    [32, 32]
+    """
+    spec = metadata.get("input") or {}
+    if spec.get("image_size"):
+        return [int(size) for size in spec["image_size"]]
+    shape = list(spec.get("shape") or [])
+    if len(shape) == 3 and shape[0] is not None and shape[1] is not None:
+        return [int(shape[0]), int(shape[1])]
+    return None
+
+
+def image_channels(metadata):
+    """Returns the channel count (1 or 3) of an image model's raw input, from its input shape."""
+    shape = list((metadata.get("input") or {}).get("shape") or [])
+    return int(shape[-1]) if len(shape) == 3 and shape[-1] else 3
+

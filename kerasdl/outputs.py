@@ -1,7 +1,7 @@
 """The end of a run: the test evaluation, then everything the run directory keeps.
 
 `evaluate` runs the saved (string-taking) model over the raw test split; `write_artifacts`
-writes `model.keras` (with its metadata), the raw examples export needs, `metrics.json`, the
+writes `model.keras` (with its metadata), the raw examples export needs (`kerasdl.heldout`), `metrics.json`, the
 plots and `report.md`, then removes what only a resume needed and releases the lock.
 """
 
@@ -14,15 +14,12 @@ import numpy as np
 from kerasdl import report, rundir
 from kerasdl.artifact import save_model
 from kerasdl.data.pipeline import take_examples
+from kerasdl.heldout import save_run_examples
 
-# Raw held-out examples kept with the run for export parity checks and the warmup file,
-# and raw training examples for static int8 calibration.
-# Raw held-out examples kept with the run: export checks parity and writes the warmup file on
-# the first 64, and judges int8 on all of them, so the whole validation split is kept (one
-# flipped prediction in 64 is 1.6 points against a 1-point limit). The bound keeps the file
-# small for very large splits (10,000 CIFAR images are 31 MB as uint8).
+# The validation split kept with the run: export judges int8 on all of it (one flipped
+# prediction in 64 is 1.6 points against a 1-point limit). The bound keeps the file small
+# for very large splits (10,000 CIFAR images are 31 MB as uint8).
 VALIDATION_EXAMPLES = 10_000
-CALIBRATION_EXAMPLES = 256
 
 
 def evaluate(run, started):
@@ -39,6 +36,8 @@ def evaluate(run, started):
         logits.append(np.asarray(run.model(x, training=False) if run.multi_worker else run.model.predict_on_batch(x)))
         labels.append(np.asarray(y))
     logits, labels = np.concatenate(logits), np.concatenate(labels)
+    # The class of every test example, in the split's order: kept beside the raw held-out files.
+    run.test_predictions = logits.argmax(axis=-1)
     metrics = report.classification_metrics(labels, logits, run.splits.class_names)
     metrics.update(
         test_loss=float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))),
@@ -67,7 +66,10 @@ def write_artifacts(run, metrics):
     save_model(run.model, os.path.join(run_dir, "model.keras"), metadata)
     if entry.save_extras is not None:
         entry.save_extras(run.model, run_dir)
-    save_examples(run_dir, splits)
+    # Raw test examples (with the class this evaluation gave each) for export and the served
+    # paths' checks, and training examples for int8 calibration (kerasdl.heldout).
+    save_run_examples(run_dir, splits, run.test_predictions)
+    save_validation(run_dir, splits)
     history = report.read_history(os.path.join(run_dir, "history.csv"))
     findings = report.diagnose(history, len(splits.class_names))
     metrics["diagnosis"] = findings
@@ -96,18 +98,22 @@ def input_spec(splits):
         spec["padding_value"] = 0.0
     if splits.modality == "image":
         spec["value_range"] = [0, 255]
+        # Raw decoded pixels of any size: the model resizes them to its own image_size inside.
+        spec["image_size"] = spec["shape"][:2]
+        spec["shape"] = [None, None, spec["shape"][2]]
     return spec
 
 
-def save_examples(run_dir, splits):
-    """Writes `data/validation` and `data/calibration`: raw examples for export checks and int8 calibration."""
+def save_validation(run_dir, splits):
+    """Writes `data/validation.npz|json`: the validation split, on which export judges int8."""
     folder = os.path.join(run_dir, "data")
     os.makedirs(folder, exist_ok=True)
-    for name, split, count in (("validation", splits.validation, VALIDATION_EXAMPLES), ("calibration", splits.train, CALIBRATION_EXAMPLES)):
-        x, y = take_examples(split, count)
-        if splits.modality == "text":
-            report.write_json(os.path.join(folder, f"{name}.json"), {"x": list(x), "y": y.tolist()})
-        else:
-            # Whole pixel values 0-255 are kept as uint8 (a quarter of float32, the same values once read).
-            lossless = x.size and np.all((x >= 0) & (x <= 255) & (x == np.round(x)))
-            np.savez(os.path.join(folder, f"{name}.npz"), x=x.astype(np.uint8 if lossless and splits.modality == "image" else np.float32), y=y)
+    x, y = take_examples(splits.validation, VALIDATION_EXAMPLES)
+    if splits.modality == "text":
+        report.write_json(os.path.join(folder, "validation.json"), {"x": list(x), "y": y.tolist()})
+    elif splits.modality == "image":
+        # Pixels as uint8, rounded: a quarter of float32 (int8 is judged on fp32's and int8's
+        # answers to the same pixels, which half a level of rounding does not bias).
+        np.savez(os.path.join(folder, "validation.npz"), x=np.clip(np.round(x), 0, 255).astype(np.uint8), y=y)
+    else:
+        np.savez(os.path.join(folder, "validation.npz"), x=np.asarray(x, dtype=np.float32), y=y)

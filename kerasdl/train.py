@@ -55,6 +55,8 @@ class Run:
     phases: list = dataclasses.field(default_factory=list)
     fit_seconds: float = 0.0
     examples_trained: int = 0
+    # The class the test evaluation gave each test example (kerasdl.outputs, kerasdl.heldout).
+    test_predictions: object = None
 
     @property
     def multi_worker(self):

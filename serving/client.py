@@ -7,7 +7,8 @@ Python:
     >>> GrpcClient("127.0.0.1:8500").predict("cnn", {"images": images})
     {'probabilities': array(...), 'class_ids': array(...), 'class_names': array(...)}
 
-CLI (prints class names and probabilities, one example a line):
+CLI (prints, one example a line, the predicted class and the most probable classes
+by the names the server answers in `classes`; it never invents a name for an id):
     python -m serving.client --model cnn --image cat.jpg [--image dog.png]
     python -m serving.client --model text_lstm --text "a fine film"
     python -m serving.client --model mlp --csv rows.csv [--grpc 127.0.0.1:8500]
@@ -278,8 +279,9 @@ def _read_csv(path, dims):
 
 
 def _top(probabilities, class_names, top_k):
-    order = np.argsort(-np.asarray(probabilities))[:top_k]
-    return ", ".join(f"{class_names[index] if index < len(class_names) else index}={probabilities[index]:.4f}" for index in order)
+    """`name=probability, ...` for the `top_k` most probable classes that have a name (`class_names[id]`, None if unknown)."""
+    order = [index for index in np.argsort(-np.asarray(probabilities)) if class_names[index] is not None][:top_k]
+    return ", ".join(f"{class_names[index]}={probabilities[index]:.4f}" for index in order)
 
 
 def main(argv=None):
@@ -327,17 +329,20 @@ def main(argv=None):
             labels = [f"{args.csv}:{index + 1}" for index in range(len(values))]
         if args.grpc:
             outputs = client.predict(args.model, {input_name: values}, signature_name, args.version, args.label)
-            probabilities = outputs["probabilities"]
-            names = [name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in outputs["class_names"]]
+            probabilities = np.asarray(outputs["probabilities"], dtype=np.float32)
+            names = list(outputs["class_names"])
         else:
             column = [b64(value) for value in values] if args.image else (values.tolist() if isinstance(values, np.ndarray) else values)
             answer = client.predict(args.model, inputs={input_name: column}, signature_name=signature_name, version=args.version, label=args.label)
             outputs = answer["outputs"]
             probabilities = np.asarray(outputs["probabilities"], dtype=np.float32)
             names = outputs["class_names"]
-        class_order = _class_names_by_id(outputs, probabilities.shape[-1])
-        for label, name, row in zip(labels, names, probabilities):
-            print(f"{label}\t{name}\t{_top(row, class_order, args.top_k)}")
+        named = _class_names_by_id(outputs, probabilities.shape[-1])
+        if any(name is None for row in named for name in row):
+            print("note: the server names only the predicted classes (no 'classes' output); re-export the model "
+                  "to name every class", file=sys.stderr)
+        for label, name, row, row_names in zip(labels, names, probabilities, named):
+            print(f"{label}\t{_text(name)}\t{_top(row, row_names, args.top_k)}")
     except ServingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -348,11 +353,24 @@ def main(argv=None):
 
 
 def _class_names_by_id(outputs, num_classes):
-    """Class names by id, as far as the answer reveals them (the predicted ones); ids otherwise."""
-    names = [str(index) for index in range(num_classes)]
-    for class_id, name in zip(np.asarray(outputs["class_ids"]).tolist(), list(outputs["class_names"])):
-        names[int(class_id)] = name.decode("utf-8") if isinstance(name, bytes) else str(name)
-    return names
+    """Per example, the class names by class id, from the answer only: never invented.
+
+    Every kerasdl signature answers `classes` ([B, K], every class name in class-id
+    order, as TF's canned classifiers did). An answer without it (an older export)
+    names only each example's predicted class; the other ids stay None.
+    """
+    if "classes" in outputs:
+        return [[_text(name) for name in row] for row in outputs["classes"]]
+    rows = []
+    for class_id, name in zip(np.asarray(outputs["class_ids"]).reshape(-1).tolist(), list(outputs["class_names"])):
+        row = [None] * num_classes
+        row[int(class_id)] = _text(name)
+        rows.append(row)
+    return rows
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 if __name__ == "__main__":

@@ -283,8 +283,10 @@ def _conversion_model(job):
         model = job.source.model
         shape = [None] + list(metadata["input"]["shape"])
         if metadata["modality"] == "sequence" and shape[1] is None:
-            # Every held-out series (the int8 gate runs them all) and every calibration one must fit.
-            shape[1] = max(np.asarray(examples).shape[1] for examples in (job.source.held_out()[0], job.source.calibration_examples()))
+            # Every held-out series (the parity examples are kept without their padding, the int8
+            # gate runs the validation split) and every calibration one must fit.
+            shape[1] = max(len(series) for examples in (job.source.examples, job.source.held_out()[0], job.source.calibration_examples())
+                           for series in examples)
         shapes = {names[0]: (tuple(shape), "float32")}
     steps = next(iter(shapes.values()))[0][1] if metadata["modality"] in ("text", "sequence") else None
     unrolled = _recurrent_layer_names(model)

@@ -1,12 +1,24 @@
 """The TF Serving SavedModel: `serving_default` (+ `image_bytes` for image models), warmup requests.
 
-Every signature returns the same three outputs: `probabilities` (softmax of the
-model's logits), `class_ids` (int64 argmax) and `class_names` (the metadata's
-class names looked up in-graph), so a client never needs a side file. The
+Every signature returns the same outputs (`kerasdl.contract.OUTPUT_NAMES`):
+`probabilities` (softmax of the model's logits), `class_ids` (int64 argmax),
+`class_names` (the predicted class's name), and, as TF's canned classifiers
+did, `classes` (every class name, `[B, K]`) with `scores` (their
+probabilities), so a client names every class without a side file. The
 SavedModel is written with Keras' `ExportArchive` (what
 `model.export(format="tf_saved_model")` uses) so that both signatures and the
-lookup tables of TextVectorization are tracked, and it is verified the way TF
-Serving loads it: the TF1 loader, "serve" tag, fresh graph and session.
+lookup tables of TextVectorization are tracked.
+
+Image models take raw pixels of any size and resize inside; `image_bytes`
+decodes each file with `kerasdl.data.image_folder.decode_image_bytes` (the
+training pipeline's decoder) and resizes it to the model's size with the same
+bilinear `tf.image.resize`, so that images of different sizes share a batch.
+
+Verification runs the SavedModel where TF Serving would: in a fresh process
+that imports only TensorFlow and TF Text (`export.tfserving_check.run_fresh`), with
+the TF1 loader and the "serve" tag. A graph that needs an op this process
+registered by importing a Python package (keras-hub's TF Text, say) fails the
+export there, instead of failing the user's TF Serving.
 """
 
 import json
@@ -14,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl.contract import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE, MODEL_CARD_FILE, OUTPUT_NAMES, input_spec
+from export.tfserving_check import ServingSession, check_serving_outputs, run_fresh  # noqa: F401  (ServingSession: tools, tests)
+from kerasdl.contract import IMAGE_BYTES_INPUT, IMAGE_BYTES_SIGNATURE, MODEL_CARD_FILE, image_size, input_spec
+from kerasdl.heldout import encode_png
 
 NAME = "savedmodel"
 FILES = {"fp32": "saved_model.pb"}
@@ -33,7 +47,8 @@ def write(job):
     signatures = export_savedmodel(job.source.model, job.metadata, job.folder)
     job.log(f"wrote SavedModel with signatures {', '.join(signatures)}")
     requests = []
-    for signature, feed in _feeds(job.source).items():
+    for signature, runs in _feeds(job.source).items():
+        feed = runs[0][0]
         for count in (1, WARMUP_BATCH):
             requests.append((signature, {key: value[:count] for key, value in feed.items()}))
     write_warmup(job.folder, job.name, requests)
@@ -41,33 +56,40 @@ def write(job):
 
 
 def verify(job):
-    """Reloads the SavedModel as TF Serving does and compares every signature with Keras; returns parity rows.
+    """Runs the SavedModel in a fresh TF-Serving-like process and compares every signature with Keras.
 
-    `serving_default` gets the held-out raw examples; `image_bytes` gets them
-    as PNG files, so the decoding inside the signature is checked too.
+    `serving_default` gets the held-out raw examples (images grouped by size);
+    `image_bytes` gets the held-out image files themselves (or lossless PNGs of
+    the examples when the run kept no files), so decoding inside the signature
+    is checked too. Returns parity rows.
     """
-    from export.errors import VerificationError
     from export.verify import compare, keras_probabilities
 
     metadata = job.metadata
     feeds = _feeds(job.source)
-    references = {"serving_default": job.expected}
-    if IMAGE_BYTES_SIGNATURE in feeds:
-        # PNG is lossless, so the decoded pixels equal the (rounded) raw ones and
-        # the Keras reference on those pixels is exact.
-        references[IMAGE_BYTES_SIGNATURE] = keras_probabilities(job.source.model, _png_pixels(job.source.examples).astype("float32"), metadata)
+    runs = [(signature, feed) for signature, items in feeds.items() for feed, _ in items]
+    outputs = run_fresh(job.folder, runs)
+    references = {signature: job.expected for signature in feeds}
+    if IMAGE_BYTES_SIGNATURE in feeds and job.source.encoded is None:
+        # PNG is lossless, so the decoded pixels equal the rounded examples, and the
+        # Keras reference on those pixels is exact.
+        references[IMAGE_BYTES_SIGNATURE] = keras_probabilities(job.source.model, [_png_pixels(item) for item in job.source.examples], metadata)
     limit = job.tolerance(NAME)
-    rows = []
-    with ServingSession(job.folder) as session:
-        missing = sorted(set(feeds) - set(session.signatures))
-        if missing:
-            raise VerificationError(f"the reloaded SavedModel lacks signatures {missing}")
-        for signature, feed in feeds.items():
-            outputs = session.run(signature, feed)
-            problem = check_serving_outputs(outputs, metadata["class_names"])
-            result = compare(NAME, signature, outputs["probabilities"], references[signature], limit, problem)
-            result.ok = result.ok and not problem
-            rows.append(result)
+    rows, position = [], 0
+    for signature, items in feeds.items():
+        probabilities = np.zeros((len(references[signature]), len(metadata["class_names"])), dtype="float32")
+        problems = []
+        for _, indices in items:
+            answer = outputs[position]
+            position += 1
+            problem = check_serving_outputs(answer, metadata["class_names"])
+            if problem:
+                problems.append(problem)
+            else:
+                probabilities[indices] = answer["probabilities"]
+        result = compare(NAME, signature, probabilities, references[signature], limit, "; ".join(sorted(set(problems))))
+        result.ok = result.ok and not problems
+        rows.append(result)
     return rows
 
 
@@ -103,6 +125,8 @@ class SavedModelRunner:
             self.input_spec, class_names, self.modality = card["input_spec"], card["class_names"], card["modality"]
         except (ValueError, KeyError, TypeError) as error:  # json.JSONDecodeError is a ValueError
             raise ArtifactError(f"{card_path}: damaged model card ({type(error).__name__}: {error}); {REEXPORT}") from None
+        import tensorflow_text  # noqa: F401  (text SavedModels use TF Text's ops, which TF Serving links too)
+
         try:
             self.loaded = tf.saved_model.load(str(directory))
         except (OSError, ValueError, tf.errors.OpError) as error:  # a truncated saved_model.pb, missing variables/
@@ -118,13 +142,20 @@ class SavedModelRunner:
 
         from kerasdl.runtime import pad_sequences
 
+        signature = self.loaded.signatures["serving_default"]
+        name = self.input_spec["name"]
+        if self.modality == "image":
+            from kerasdl.runtime.images import run_grouped
+
+            # Raw pixels of any size: one call per size (the model resizes inside).
+            return run_grouped(list(examples), lambda batch: signature(**{name: tf.constant(batch)})["probabilities"].numpy())
         if self.modality == "text":
             batch = tf.constant([str(item) for item in examples])
         elif self.modality == "sequence":
             batch = tf.constant(pad_sequences(examples))
         else:
             batch = tf.constant(np.asarray(examples, dtype="float32"))
-        return self.loaded.signatures["serving_default"](**{self.input_spec["name"]: batch})["probabilities"].numpy()
+        return signature(**{name: batch})["probabilities"].numpy()
 
     def predict_image_bytes(self, encoded):
         """Returns the `image_bytes` signature's probabilities for encoded JPEG/PNG images (the served path)."""
@@ -155,6 +186,8 @@ def export_savedmodel(model, metadata, directory):
 
     from export.text import raw_model_fn
 
+    from kerasdl.data.image_folder import decode_image_bytes
+
     spec = input_spec(metadata)
     call = raw_model_fn(model, metadata)
     class_names = tf.constant([str(name) for name in metadata["class_names"]])
@@ -163,7 +196,10 @@ def export_savedmodel(model, metadata, directory):
         logits = call(inputs)
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        return {"probabilities": probabilities, "class_ids": class_ids, "class_names": tf.gather(class_names, class_ids)}
+        # TF's canned classifiers' outputs: every class name per example, with its score.
+        classes = tf.tile(class_names[tf.newaxis, :], [tf.shape(probabilities)[0], 1])
+        return {"probabilities": probabilities, "class_ids": class_ids, "class_names": tf.gather(class_names, class_ids),
+                "classes": classes, "scores": tf.identity(probabilities)}
 
     archive = keras.export.ExportArchive()
     # Tracking the model explicitly also tracks lookup tables (TextVectorization).
@@ -173,21 +209,24 @@ def export_savedmodel(model, metadata, directory):
     signatures = {"serving_default": _describe(spec["name"], spec["dtype"], spec["shape"])}
 
     if metadata["modality"] == "image":
-        height, width, channels = spec["shape"][1:]
+        channels = spec["shape"][-1]
+        size = image_size(metadata)
+        if size is None:
+            from export.errors import ExportError
+
+            raise ExportError("the image model names no size to resize to (metadata input.image_size); "
+                              "train it with python -m training.run, or save it with that key")
 
         def decode(encoded):
-            # expand_animations=False makes GIFs a single frame and gives a 3-D
-            # tensor; `channels` turns grey into RGB or RGB(A) into grey as the
-            # model needs.
-            image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
-            image = tf.cast(image, tf.float32)
-            if height is not None and width is not None:
-                image = tf.image.resize(image, [height, width], method="bilinear")
-                image = tf.ensure_shape(image, [height, width, channels])
-            return image
+            # The training pipeline's decoder (`channels` turns grey into RGB or RGB(A) into
+            # grey as the model needs), then the model's own bilinear resize, so that images of
+            # any size share one batch; the model's `Resizing` is then the identity.
+            image = tf.cast(decode_image_bytes(encoded, channels), tf.float32)
+            image = tf.image.resize(image, size, method="bilinear")
+            return tf.ensure_shape(image, [size[0], size[1], channels])
 
         def predict_image_bytes(image_bytes):
-            images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+            images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([size[0], size[1], channels], tf.float32))
             return predict_outputs(images)
 
         archive.add_endpoint(
@@ -199,81 +238,31 @@ def export_savedmodel(model, metadata, directory):
     return signatures
 
 
-class ServingSession:
-    """A SavedModel loaded as TF Serving loads it: TF1 loader, "serve" tag, fresh graph and session.
-
-    Use as a context manager; `run(signature, feed)` returns the signature's
-    outputs as numpy arrays by output name.
-
-    Example:
-    >>> with ServingSession("exports/cnn/1") as session:
-    ...     session.run("serving_default", {"images": images})["class_names"]
-    """
-
-    def __init__(self, directory):
-        self.directory = str(directory)
-
-    def __enter__(self):
-        import tensorflow as tf
-
-        self._graph = tf.Graph()
-        self._session = tf.compat.v1.Session(graph=self._graph)
-        with self._graph.as_default():
-            self.meta_graph = tf.compat.v1.saved_model.loader.load(self._session, ["serve"], self.directory)
-        self.signatures = {name: signature for name, signature in self.meta_graph.signature_def.items() if not name.startswith("__")}
-        return self
-
-    def __exit__(self, *exc_info):
-        self._session.close()
-
-    def run(self, signature_name, feed):
-        signature = self.signatures[signature_name]
-        if sorted(feed) != sorted(signature.inputs):
-            raise KeyError(f"signature {signature_name} takes {sorted(signature.inputs)}, got {sorted(feed)}")
-        fetches = {name: tensor.name for name, tensor in signature.outputs.items()}
-        feeds = {signature.inputs[name].name: value for name, value in feed.items()}
-        return self._session.run(fetches, feeds)
-
-
-def check_serving_outputs(outputs, class_names):
-    """Returns "" when `class_ids`/`class_names` agree with `probabilities`, else what is wrong."""
-    missing = [name for name in OUTPUT_NAMES if name not in outputs]
-    if missing:
-        return f"missing outputs {missing}"
-    expected_ids = np.asarray(outputs["probabilities"]).argmax(axis=-1)
-    if not np.array_equal(np.asarray(outputs["class_ids"]), expected_ids):
-        return "class_ids != argmax(probabilities)"
-    names = [value.decode() if isinstance(value, bytes) else str(value) for value in outputs["class_names"]]
-    if names != [str(class_names[index]) for index in expected_ids]:
-        return "class_names do not match class_ids"
-    return ""
-
-
-def encode_png(pixels):
-    """Returns PNG bytes of a uint8 `[H, W, C]` image (C = 1 or 3)."""
-    import io
-
-    from PIL import Image
-
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _feeds(source):
-    """`{signature: {input name: array}}` of the held-out examples, for verification and warmup."""
+    """`{signature: [(feed, indices)]}` of the held-out examples, for verification and warmup.
+
+    Images of different sizes cannot share a tensor, so `serving_default` gets
+    one feed per size; `indices` say which examples each feed holds.
+    """
     spec = input_spec(source.metadata)
     examples = source.examples
-    if isinstance(examples, list):
-        raw = np.array([text.encode("utf-8") for text in examples], dtype=object)
-    else:
-        raw = np.asarray(examples, dtype="float32")
-    feeds = {"serving_default": {spec["name"]: raw}}
-    if source.metadata["modality"] == "image":
-        feeds[IMAGE_BYTES_SIGNATURE] = {
-            IMAGE_BYTES_INPUT: np.array([encode_png(image) for image in _png_pixels(examples)], dtype=object)
-        }
+    modality = source.metadata["modality"]
+    every = np.arange(len(examples))
+    if modality == "text":
+        return {"serving_default": [({spec["name"]: np.array([text.encode("utf-8") for text in examples], dtype=object)}, every)]}
+    if modality == "sequence":
+        from kerasdl.runtime import pad_sequences
+
+        return {"serving_default": [({spec["name"]: pad_sequences(examples)}, every)]}
+    if modality != "image":
+        return {"serving_default": [({spec["name"]: np.asarray(np.stack(list(examples)), dtype="float32")}, every)]}
+    from kerasdl.runtime.images import shape_groups
+
+    images = list(examples)
+    feeds = {"serving_default": [({spec["name"]: np.stack([np.asarray(images[index], dtype="float32") for index in indices])}, np.asarray(indices))
+                                 for _, indices in shape_groups(images)]}
+    encoded = source.encoded if source.encoded is not None else [encode_png(_png_pixels(image)) for image in images]
+    feeds[IMAGE_BYTES_SIGNATURE] = [({IMAGE_BYTES_INPUT: np.array(list(encoded), dtype=object)}, every)]
     return feeds
 
 
@@ -289,5 +278,7 @@ def _describe(input_name, dtype, shape):
             "probabilities": {"dtype": "float32", "shape": [None, "num_classes"]},
             "class_ids": {"dtype": "int64", "shape": [None]},
             "class_names": {"dtype": "string", "shape": [None]},
+            "classes": {"dtype": "string", "shape": [None, "num_classes"]},
+            "scores": {"dtype": "float32", "shape": [None, "num_classes"]},
         },
     }

@@ -42,7 +42,28 @@ def load_data(data_config, modalities, seed):
     """
     splits = _load(data_config, modalities, seed)
     _check_not_empty(splits, data_config)
+    _name_classes(splits, data_config)
     return splits
+
+
+def _name_classes(splits, data_config):
+    """Applies `data.class_names` (names for the class ids, in order) to the loaded splits."""
+    names = getattr(data_config, "class_names", None)
+    if names is None:
+        return
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, (str, int, float)) and str(name).strip() for name in names):
+        raise DataError(f"data.class_names must be a list of names, e.g. [negative,positive]; got {names!r}")
+    names = [str(name).strip() for name in names]
+    current = list(splits.class_names)
+    if len(names) != len(current):
+        raise DataError(
+            f"data.class_names names {len(names)} classes, but {data_config.source} has {len(current)} "
+            f"(labels {', '.join(current)}, in this order); give one name per label"
+        )
+    if len(set(names)) != len(names):
+        raise DataError(f"data.class_names must be distinct; got {names}")
+    splits.class_names = names
+    splits.description += f"; classes named {', '.join(f'{old}={new}' for old, new in zip(current, names))}"
 
 
 def _load(data_config, modalities, seed):

@@ -125,12 +125,44 @@ def load_image_folder(
 
 
 def decode_image(path, image_size, channels):
-    """Reads and decodes one JPEG/PNG file into float32 pixels 0-255 of `image_size`."""
+    """Reads and decodes one JPEG/PNG file into float32 pixels 0-255 of `image_size`.
+
+    The resize to `image_size` is what lets the pipeline batch photos of many
+    sizes; it is the bilinear, half-pixel `tf.image.resize` that the image
+    models' own `Resizing` layer applies, so a model that gets the raw photo
+    instead (every served path) computes the same pixels inside.
+    """
     import tensorflow as tf
 
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+    image = decode_image_bytes(tf.io.read_file(path), channels)
     image = tf.image.resize(image, image_size, method="bilinear")
     image.set_shape((image_size[0], image_size[1], channels))
+    return image
+
+
+def decode_image_bytes(encoded, channels):
+    """Decodes JPEG/PNG (BMP/GIF: first frame) bytes into uint8 `[H, W, channels]` in TensorFlow.
+
+    The one TensorFlow image decoder of kerasdl (the training pipeline and the
+    SavedModel's `image_bytes` signature): JPEG with libjpeg's accurate integer
+    DCT, which Pillow also uses, so the TensorFlow-free paths
+    (`kerasdl.runtime.images.decode_image`) see the same pixels; TensorFlow's
+    default (fast) DCT differs from them by up to 20 levels.
+
+    Example:
+    >>> decode_image_bytes(tf.io.read_file("photo.jpg"), 3).shape
+    TensorShape([375, 500, 3])
+    """
+    import tensorflow as tf
+
+    def jpeg():
+        return tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE")
+
+    def other():
+        return tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+
+    image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    image.set_shape([None, None, channels])
     return image
 
 

@@ -26,7 +26,8 @@ def cnn(
     Dense(512), Dropout(0.5), Dense(num_classes). Convolutions use "same"
     padding (PyTorch's `padding=1`) and pooling rounds up, so any input size
     of at least 1x1 and any channel count work. The model takes raw pixels
-    (0-255) and returns logits.
+    (0-255) of any size, resizes them to `input_shape` inside (see
+    `kerasdl.models.layers.image_input`) and returns logits.
 
     Args:
         input_shape: `(height, width, channels)`.
@@ -47,7 +48,7 @@ def cnn(
     """
     import keras
 
-    from kerasdl.models.layers import standardization_layer
+    from kerasdl.models.layers import image_input, standardization_layer
 
     # Layers.
     normalization = None
@@ -76,8 +77,8 @@ def cnn(
     logits_layer = keras.layers.Dense(num_classes, name="logits")
 
     # Functional model.
-    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
-    x = normalization(inputs) if normalization is not None else inputs
+    inputs, x = image_input(input_shape)
+    x = normalization(x) if normalization is not None else x
     for block in blocks:
         for layer in block:
             x = layer(x)

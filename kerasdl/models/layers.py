@@ -50,6 +50,34 @@ def standardization_layer(mean, variance, name="normalization"):
     return keras.layers.Rescaling(scale=scale, offset=offset, name=name)
 
 
+def image_input(input_shape, name="inputs"):
+    """Returns `(keras.Input, tensor)`: a rank-3 input of any height and width, resized to `input_shape`.
+
+    Image models take raw decoded pixels of any size (docs/CONTRACTS.md §1) and
+    resize them inside with a `Resizing` layer named `resize`: bilinear with
+    half-pixel centres, the `tf.image.resize` that the training pipeline
+    applies, which ONNX converts to `Resize(coordinate_transformation_mode=
+    "half_pixel")` and LiteRT to `RESIZE_BILINEAR(half_pixel_centers)`. Every
+    artifact therefore resizes the same way, and no serving path resizes on
+    its own. Other shapes (features) are returned as a plain input.
+
+    Args:
+        input_shape: `(height, width, channels)` the model works at, or any other shape.
+        name: the input's name.
+
+    Example:
+    >>> inputs, resized = image_input((32, 32, 3))
+    >>> inputs.shape, resized.shape
+    ((None, None, None, 3), (None, 32, 32, 3))
+    """
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[0] is None or input_shape[1] is None:
+        inputs = keras.Input(shape=input_shape, name=name)
+        return inputs, inputs
+    inputs = keras.Input(shape=(None, None, input_shape[2]), name=name)
+    return inputs, keras.layers.Resizing(int(input_shape[0]), int(input_shape[1]), interpolation="bilinear", name="resize")(inputs)
+
+
 def standardization_statistics(layer):
     """Returns `(mean, standard deviation)` float32 arrays of a `standardization_layer`, or None.
 

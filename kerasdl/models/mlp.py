@@ -19,7 +19,8 @@ def mlp(
 ):
     """Builds the seed's MLP: `num_hidden_layers` x Dense(relu), then Dense logits.
 
-    The model takes raw features (or raw pixels, which it flattens) and returns
+    The model takes raw features, or raw pixels of any size, which it resizes to
+    `input_shape` (see `kerasdl.models.layers.image_input`) and flattens, and returns
     logits; train it with `from_logits=True`. When the normalization statistics
     of the training split are given, a `Normalization` layer applies them inside
     the model, so that an exported model takes raw values.
@@ -41,7 +42,7 @@ def mlp(
     """
     import keras
 
-    from kerasdl.models.layers import standardization_layer
+    from kerasdl.models.layers import image_input, standardization_layer
 
     # Layers.
     normalization = None
@@ -56,8 +57,8 @@ def mlp(
     logits_layer = keras.layers.Dense(num_classes, name="logits")
 
     # Functional model.
-    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
-    x = normalization(inputs) if normalization is not None else inputs
+    inputs, x = image_input(input_shape)
+    x = normalization(x) if normalization is not None else x
     x = flatten(x)
     for layer in hidden_layers:
         x = layer(x)

@@ -101,7 +101,8 @@ def resnet50(
     logits_layer = keras.layers.Dense(num_classes, name="logits")
 
     # Functional model.
-    inputs = keras.Input(shape=input_shape, name="images")
+    # Any height and width: the raw pixels are resized inside (`resize`), on every served path alike.
+    inputs = keras.Input(shape=(None, None, input_shape[-1]), name="images")
     x = grey_to_rgb([inputs, inputs, inputs]) if grey_to_rgb is not None else inputs
     x = preprocess(resize(x))
     # training=False keeps BatchNormalization in inference mode in both phases:

@@ -16,7 +16,11 @@ tokenizer in the `tokenizer/` folder beside the model file.
   features are stacked; sequences are zero-padded after their end to a common
   length (padding is what the models mask).
 - `Runner.run(feed)` runs one batch and returns float32 probabilities `[B, K]`.
-- `Runner.predict(examples)` is both, batch by batch.
+- `Runner.predict(examples)` is both, batch by batch; images of different
+  sizes run in groups of one size each, since the model resizes inside
+  (`kerasdl.runtime.images`, which also decodes image files as TensorFlow does).
+- `Runner.outputs(probabilities)` adds the class ids and names, and `classes`
+  with `scores` (`classifier_outputs`).
 
 Example:
 >>> from kerasdl.runtime.onnx import OnnxRunner
@@ -89,12 +93,83 @@ class Runner:
         """Runs one batch of named input arrays; returns float32 probabilities `[B, K]`."""
         raise NotImplementedError
 
+    def decode_images(self, encoded):
+        """Decodes image files' bytes into float32 pixels with the model's channel count (no resize).
+
+        Raises:
+            ArtifactError: an item does not decode; the message names its position.
+        """
+        from kerasdl.runtime.images import ImageDecodeError, decode_image
+
+        shape = self.input_shape or [None, None, 3]
+        channels = int(shape[-1]) if len(shape) == 3 and shape[-1] else 3
+        pixels = []
+        for index, data in enumerate(encoded):
+            try:
+                pixels.append(decode_image(data, channels))
+            except ImageDecodeError as error:
+                raise ArtifactError(f"item {index} is {error}") from None
+        return pixels
+
+    def check_image_sizes(self, images):
+        """Raises ArtifactError when a model with one fixed input size gets an image of another size.
+
+        kerasdl models take any size and resize inside; a model exported before
+        they did names its size here, and no path resizes behind its back.
+        """
+        from kerasdl.runtime.images import check_image_sizes
+
+        check_image_sizes(images, self.input_shape)
+
+    def outputs(self, probabilities):
+        """Returns every classifier output for `probabilities` [B, K] (`classifier_outputs`)."""
+        names = self.class_names or [str(index) for index in range(np.shape(probabilities)[-1])]
+        return classifier_outputs(probabilities, names)
+
     def predict(self, examples, batch_size=32):
-        """Returns the probabilities `[N, K]` of raw `examples`, `batch_size` at a time."""
+        """Returns the probabilities `[N, K]` of raw `examples`, `batch_size` at a time.
+
+        Image examples may differ in size (the model resizes inside): each size runs as its own batches.
+        """
+        if self.modality == "image" and len(examples):
+            from kerasdl.runtime.images import run_grouped
+
+            self.check_image_sizes(examples)
+            name = self.input_spec.get("name")
+            return run_grouped(examples, lambda batch: self.run({name: batch}), batch_size).astype(np.float32)
         outputs = [self.run(self.feed(examples[start : start + batch_size])) for start in range(0, len(examples), batch_size)]
         if not outputs:
             return np.zeros((0, len(self.class_names or [])), dtype=np.float32)
         return np.concatenate(outputs, axis=0)
+
+
+def classifier_outputs(probabilities, class_names):
+    """Returns every classifier output (`kerasdl.contract.OUTPUT_NAMES`) for softmax `probabilities` [B, K], as numpy.
+
+    `class_names` are the model's, index = class id. String outputs are UTF-8
+    `bytes` in object arrays, as TensorFlow returns them. numpy only (edge path).
+
+    Example:
+    >>> outputs = classifier_outputs([[0.2, 0.8]], ["ants", "bees"])
+    >>> outputs["class_names"][0], list(outputs["classes"][0])
+    (b'bees', [b'ants', b'bees'])
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    names = [str(name) for name in class_names]
+    if probabilities.ndim != 2 or probabilities.shape[-1] != len(names):
+        raise ValueError(f"probabilities of shape {probabilities.shape} do not fit {len(names)} class names")
+    encoded = np.empty(len(names), dtype=object)
+    encoded[:] = [name.encode("utf-8") for name in names]
+    class_ids = probabilities.argmax(axis=-1).astype(np.int64) if len(probabilities) else np.zeros((0,), np.int64)
+    classes = np.empty(probabilities.shape, dtype=object)
+    classes[:] = encoded[None, :] if len(probabilities) else classes
+    return {
+        "probabilities": probabilities,
+        "class_ids": class_ids,
+        "class_names": encoded[class_ids] if len(class_ids) else np.empty((0,), dtype=object),
+        "classes": classes,
+        "scores": probabilities,
+    }
 
 
 def pad_sequences(examples, length=None):

@@ -4,7 +4,9 @@ Each fixture builds a small model with the real kerasdl builder, fits it for a
 few epochs on separable synthetic data (so int8 has margins to keep), saves it
 with `kerasdl.artifact.save_model` and writes the run-directory files export
 reads (CONTRACTS.md §4): `model.keras`, `data/validation.npz|json`,
-`data/calibration.npz|json`, `metrics.json`, `config.yaml`.
+`data/calibration.npz|json`, `metrics.json`, `config.yaml`. `data/validation.*` is the layout of
+runs written before `data/heldout.json`, which export still reads; runs of `training.run` keep
+raw held-out files instead (`kerasdl.heldout`, exercised by tests/test_every_path.py).
 """
 
 import json
@@ -102,7 +104,8 @@ def cnn_run(tmp_path_factory):
                 normalization_mean=pixels.mean(axis=(0, 1, 2)), normalization_variance=pixels.var(axis=(0, 1, 2)))
     _fit(model, pixels, labels, epochs=3, learning_rate=0.001)
     metadata = {"model": "cnn", "modality": "image", "class_names": classes,
-                "input": {"shape": [32, 32, 3], "dtype": "float32", "value_range": [0, 255]}, "output": "logits"}
+                "input": {"shape": [None, None, 3], "image_size": [32, 32], "dtype": "float32", "value_range": [0, 255]},
+                "output": "logits"}
     order = np.random.default_rng(0).permutation(len(labels))
     # Labels for the held-out examples are the float model's own predictions, so
     # that int8 accuracy is measured against a model with 100 % "accuracy".

@@ -15,7 +15,9 @@ def test_trained_mlp_run_exports_and_predicts_from_the_command_line(tmp_path, cl
     version_dir = tmp_path / "exports" / "digits" / "1"
     card = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())
     assert card["class_names"] == [str(digit) for digit in range(10)]
-    features = np.load(run_dir / "data" / "validation.npz")["x"][:3]
+    from kerasdl.heldout import read_heldout
+
+    features = np.stack(read_heldout(run_dir).examples[:3])
     csv_path = tmp_path / "features.csv"
     np.savetxt(csv_path, features, delimiter=",")
     predicted = cli("export.predict", str(version_dir), str(csv_path), "--format", "onnx", "--json")

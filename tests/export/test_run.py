@@ -60,7 +60,7 @@ def test_mlp_savedmodel_signature_matches_keras(mlp_export, mlp_run, helpers):
         signature = session.signatures["serving_default"]
         assert signature.method_name == "tensorflow/serving/predict"
         assert list(signature.inputs) == ["features"]
-        assert sorted(signature.outputs) == ["class_ids", "class_names", "probabilities"]
+        assert sorted(signature.outputs) == ["class_ids", "class_names", "classes", "probabilities", "scores"]
         outputs = session.run("serving_default", {"features": x})
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
     assert outputs["class_ids"].dtype == np.int64
@@ -72,10 +72,12 @@ def test_mlp_savedmodel_signature_matches_keras(mlp_export, mlp_run, helpers):
 def test_cnn_has_image_bytes_signature_that_agrees_with_float_path_on_real_jpegs(cnn_export, helpers):
     import tensorflow as tf
 
+    from kerasdl.data.image_folder import decode_image_bytes
+
     _, _, paths, _ = helpers.cifar_images(20, per_class=2)
     encoded = np.array([path.read_bytes() for path in paths], dtype=object)
-    # The float path gets the same pixels TF decodes from the JPEG bytes.
-    pixels = np.stack([tf.io.decode_image(data, channels=3).numpy() for data in encoded]).astype("float32")
+    # The float path gets the same pixels the pipeline's decoder gives for the JPEG bytes.
+    pixels = np.stack([decode_image_bytes(tf.constant(data), 3).numpy() for data in encoded]).astype("float32")
     with _serving(cnn_export.version_dir) as session:
         assert sorted(session.signatures) == ["image_bytes", "serving_default"]
         assert list(session.signatures["image_bytes"].inputs) == ["image_bytes"]
@@ -130,7 +132,7 @@ def test_text_savedmodel_takes_strings(text_lstm_export, text_lstm_run, helpers)
     "fixture, inputs, modality",
     [
         ("mlp_export", {"features": ["batch", 6]}, "features"),
-        ("cnn_export", {"images": ["batch", 32, 32, 3]}, "image"),
+        ("cnn_export", {"images": ["batch", "height", "width", 3]}, "image"),
         ("lstm_export", {"sequences": ["batch", "time", 2]}, "sequence"),
         ("text_lstm_export", {"token_ids": ["batch", "tokens"]}, "text"),
         ("bert_export", {name: ["batch", "tokens"] for name in ("token_ids", "segment_ids", "padding_mask")}, "text"),

@@ -23,7 +23,7 @@ def test_batch_norm_layers_are_named_and_replace_the_conv_bias():
     model = cnn(input_shape=(16, 16, 3), num_classes=2, batch_norm=True, dense_units=8, normalization_mean=np.zeros(3), normalization_variance=np.ones(3))
     names = [layer.name for layer in model.layers]
     assert names == [
-        "inputs", "normalization",
+        "inputs", "resize", "normalization",
         "conv_0", "batch_norm_0", "relu_0", "pool_0",
         "conv_1", "batch_norm_1", "relu_1", "pool_1",
         "flatten", "dense", "dropout", "logits",

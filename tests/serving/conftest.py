@@ -60,6 +60,7 @@ def _build_image_export(folder, seed):
     import keras
     import tensorflow as tf
 
+    from kerasdl.data.image_folder import decode_image_bytes
     from kerasdl.models import cnn
 
     keras.utils.set_random_seed(seed)
@@ -72,11 +73,13 @@ def _build_image_export(folder, seed):
     def outputs(images):
         probabilities = tf.nn.softmax(logits_model(images, training=False) / 100.0, axis=-1)
         class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        return {"probabilities": probabilities, "class_ids": class_ids, "class_names": tf.gather(names, class_ids)}
+        classes = tf.tile(names[tf.newaxis], [tf.shape(probabilities)[0], 1])
+        return {"probabilities": probabilities, "class_ids": class_ids, "class_names": tf.gather(names, class_ids),
+                "classes": classes, "scores": tf.identity(probabilities)}
 
     def image_bytes(image_bytes):
         def decode(data):
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            image = decode_image_bytes(data, 3)  # kerasdl's decoder: the pixels the ONNX backend decodes
             return tf.cast(tf.image.resize(image, (32, 32)), tf.float32)
 
         images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([32, 32, 3], tf.float32))

@@ -26,7 +26,7 @@ def test_status_and_metadata(edge):
     assert images["dtype"] == "DT_FLOAT"
     assert [dim["size"] for dim in images["tensor_shape"]["dim"]] == ["-1", "32", "32", "3"]
     assert signatures["image_bytes"]["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
-    assert sorted(signatures["serving_default"]["outputs"]) == ["class_ids", "class_names", "probabilities"]
+    assert sorted(signatures["serving_default"]["outputs"]) == ["class_ids", "class_names", "classes", "probabilities", "scores"]
     assert requests.get(f"{edge.url}/healthz", timeout=10).json() == {"status": "ok"}
     assert requests.get(f"{edge.url}/readyz", timeout=10).json()["models"] == ["cnn", "text"]
 
@@ -37,7 +37,7 @@ def test_row_and_columnar_predictions_equal_onnxruntime(edge, onnx_reference):
     row = requests.post(f"{edge.url}/v1/models/cnn:predict", json={"instances": images.tolist()}, timeout=10).json()
     assert len(row["predictions"]) == 3
     for prediction, probabilities in zip(row["predictions"], expected):
-        assert sorted(prediction) == ["class_ids", "class_names", "probabilities"]
+        assert sorted(prediction) == ["class_ids", "class_names", "classes", "probabilities", "scores"]
         np.testing.assert_allclose(prediction["probabilities"], probabilities, rtol=1e-5, atol=1e-7)
         assert prediction["class_ids"] == int(np.argmax(probabilities))
         assert prediction["class_names"] == CIFAR_CLASSES[int(np.argmax(probabilities))]

@@ -54,8 +54,8 @@ def test_text_lstm_on_sst2_lines(shared_data, tmp_path):
 
     checkpoint = keras.saving.load_model(run_dir / "checkpoints" / "best.keras")
     assert checkpoint.inputs[0].dtype == "int64" and checkpoint.inputs[0].name == "token_ids"
-    validation = json.loads((run_dir / "data" / "validation.json").read_text())
-    assert isinstance(validation["x"][0], str) and len(validation["x"]) == len(validation["y"]) > 0
+    heldout = json.loads((run_dir / "data" / "heldout.json").read_text())
+    assert isinstance(heldout["x"][0], str) and len(heldout["x"]) == len(heldout["y"]) > 0
     # The text network keeps its own (bidirectional) default, and config.yaml says so.
     assert any(isinstance(layer, keras.layers.Bidirectional) for layer in model.layers)
     import yaml

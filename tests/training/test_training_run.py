@@ -14,7 +14,7 @@ import yaml
 
 from training.run import main
 
-ARTIFACTS = ("config.yaml", "model.keras", "checkpoints/best.keras", "history.csv", "metrics.json", "learning_curves.png", "confusion_matrix.png", "report.md", "data/validation.npz", "data/calibration.npz")
+ARTIFACTS = ("config.yaml", "model.keras", "checkpoints/best.keras", "history.csv", "metrics.json", "learning_curves.png", "confusion_matrix.png", "report.md", "data/heldout.json", "data/calibration.npz")
 
 
 def only_run_dir(output, model):
@@ -55,9 +55,11 @@ def test_one_tiny_epoch_writes_every_artifact(model, tmp_path, capsys):
     loaded, metadata = load_model(run_dir / "model.keras")
     assert metadata["class_names"] == [str(digit) for digit in range(10)]
     assert metadata["modality"] == ("features" if model == "mlp" else "image")
-    validation = np.load(run_dir / "data" / "validation.npz")
-    assert validation["x"].shape[1:] == tuple(metadata["input"]["shape"])
-    assert loaded.predict(validation["x"][:4], verbose=0).shape == (4, 10)
+    from kerasdl.heldout import read_heldout
+
+    heldout = read_heldout(run_dir, metadata)
+    assert heldout.complete and len(heldout.examples) == len(heldout.labels) > 0
+    assert loaded.predict(np.stack(heldout.examples[:4]), verbose=0).shape == (4, 10)
 
 
 def test_same_seed_gives_same_metrics(tmp_path):

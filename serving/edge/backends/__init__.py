@@ -62,21 +62,26 @@ class Signature:
 
 
 def classifier_outputs(num_classes):
-    """The outputs every kerasdl signature has (CONTRACTS.md section 5)."""
+    """The outputs every kerasdl signature has (`kerasdl.contract.OUTPUT_NAMES`, CONTRACTS.md section 5)."""
     return {
         "probabilities": TensorSpec("probabilities", "float32", (None, num_classes)),
         "class_ids": TensorSpec("class_ids", "int64", (None,)),
         "class_names": TensorSpec("class_names", "string", (None,)),
+        "classes": TensorSpec("classes", "string", (None, num_classes)),
+        "scores": TensorSpec("scores", "float32", (None, num_classes)),
     }
 
 
 def classify(probabilities, class_names):
-    """Adds `class_ids` (argmax) and `class_names` to softmax `probabilities` [B, K]."""
-    probabilities = np.asarray(probabilities, dtype=np.float32)
-    class_ids = np.argmax(probabilities, axis=-1).astype(np.int64)
-    names = np.empty(len(class_ids), dtype=object)
-    names[:] = [class_names[index].encode("utf-8") if index < len(class_names) else str(index).encode() for index in class_ids]
-    return {"probabilities": probabilities, "class_ids": class_ids, "class_names": names}
+    """Every classifier output for softmax `probabilities` [B, K]: `kerasdl.runtime.classifier_outputs`.
+
+    Classes the model does not name (an ONNX file without kerasdl metadata) are named by their id.
+    """
+    from kerasdl.runtime import classifier_outputs as outputs
+
+    count = np.shape(probabilities)[-1]
+    names = [str(class_names[index]) if index < len(class_names) else str(index) for index in range(count)]
+    return outputs(probabilities, names)
 
 
 def validate(signature, inputs, max_elements=None):

@@ -1,27 +1,31 @@
 """The ONNX Runtime backend: serves `model.onnx` with the SavedModel's signatures, without TensorFlow.
 
 The ONNX graph returns only `probabilities`; this backend adds `class_ids`
-(argmax) and `class_names` (from the model's `metadata_props`) so that the
-answers have the same outputs as the SavedModel's. Image models also get the
-`image_bytes` signature (JPEG/PNG decoded with Pillow), and text models a
-`text` input, tokenized with the `tokenizer/` folder that lies beside the model.
+(argmax), `class_names`, `classes` and `scores` (from the model's
+`metadata_props`) so that the answers have the same outputs as the
+SavedModel's. Image models also get the `image_bytes` signature: JPEG/PNG
+decoded as TensorFlow decodes them (`kerasdl.runtime.images`) and never
+resized here, since the model resizes inside; images of several sizes in one
+request run in groups of one size. Text models get a `text` input, tokenized
+with the `tokenizer/` folder that lies beside the model.
 Loading, tokenizing and running are `kerasdl.runtime.onnx.OnnxRunner`'s, the
 runner that `export.verify` and `export.predict` use too.
 
 This module must never import TensorFlow (a test checks it in a subprocess).
 """
 
-import io
 import os
 
 import numpy as np
 
+from kerasdl.runtime import ArtifactError
 from kerasdl.runtime.onnx import OnnxRunner
 from serving.edge.backends import Signature, TensorSpec, classifier_outputs, classify
 from serving.edge.errors import InvalidInput
 
 MODEL_FILE = "model.onnx"
-_PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+# The core key of a request whose images differ in size: `run` groups them by size.
+RAGGED = "onnx-images-of-several-sizes"
 
 
 class OnnxBackend:
@@ -65,41 +69,34 @@ class OnnxBackend:
             )
 
     def prepare(self, signature_name, inputs):
-        """Turns validated signature inputs into ONNX inputs; returns `(core_key, onnx_inputs)`."""
+        """Turns validated signature inputs into ONNX inputs; returns `(core_key, onnx_inputs)`.
+
+        Decoded images of one size are stacked (the batcher then joins requests of that
+        size); a request with several sizes becomes one object array of images, which
+        `run` splits by size (`RAGGED`).
+        """
         if signature_name == "image_bytes":
-            return "onnx", {"images": self._decode_images(inputs["image_bytes"])}
+            images = self._decode_images(inputs["image_bytes"])
+            if len({image.shape for image in images}) == 1:
+                return "onnx", {"images": np.stack(images)}
+            ragged = np.empty(len(images), dtype=object)
+            ragged[:] = images
+            return RAGGED, {"images": ragged}
         if self.modality == "text":
             return "onnx", self.runner.cast(self.runner.feed(list(inputs[self.text_input])))
         return "onnx", inputs
 
     def run(self, core_key, inputs):
-        """Runs the ONNX graph on a batch; returns probabilities, class_ids and class_names."""
+        """Runs the ONNX graph on a batch; returns every classifier output (`classify`)."""
+        if core_key == RAGGED:
+            return classify(self.runner.predict(list(inputs["images"])), self.class_names)
         return classify(self.runner.run(inputs), self.class_names)
 
     def _decode_images(self, items):
-        from PIL import Image, UnidentifiedImageError
-
-        spec = self.onnx_inputs["images"]
-        height, width, channels = (list(spec.shape[1:]) + [None, None, None])[:3]
-        channels = channels or 3
-        if channels not in _PIL_MODES:
-            raise InvalidInput(f"cannot decode images into {channels} channels")
-        arrays = []
-        for index, item in enumerate(items):
-            try:
-                with Image.open(io.BytesIO(item)) as image:
-                    image = image.convert(_PIL_MODES[channels])
-                    if height and width and image.size != (width, height):
-                        image = image.resize((width, height), Image.BILINEAR)
-                    array = np.asarray(image, dtype=np.float32)
-            except UnidentifiedImageError:
-                raise InvalidInput(f"input 'image_bytes' item {index} is not a decodable JPEG/PNG image") from None
-            except (OSError, ValueError) as error:
-                raise InvalidInput(f"input 'image_bytes' item {index} is a broken image: {error}") from None
-            if array.ndim == 2:
-                array = array[..., None]
-            arrays.append(array)
-        if len({array.shape for array in arrays}) > 1:
-            raise InvalidInput("images of one request must share a size when the model accepts any size")
-        return np.stack(arrays)
+        try:
+            images = self.runner.decode_images(items)
+            self.runner.check_image_sizes(images)
+        except ArtifactError as error:
+            raise InvalidInput(f"input 'image_bytes' {error}") from None
+        return images
 

@@ -52,6 +52,8 @@ class SavedModelBackend:
     def __init__(self, folder, threads=None):
         tf = import_tensorflow()
         self.folder = os.fspath(folder)
+        import tensorflow_text  # noqa: F401  (TF Text's ops, which text SavedModels use and TF Serving links)
+
         meta_graph = read_meta_graph(self.folder)
         self.signature_defs = dict(meta_graph.signature_def)
         self.runner = None
