@@ -1,8 +1,8 @@
 """The end of a run: the test evaluation, then everything the run directory keeps.
 
 `evaluate` runs the saved (string-taking) model over the raw test split; `write_artifacts`
-writes `model.keras` (with its metadata), the raw examples export needs, `metrics.json`, the
-plots and `report.md`, then removes what only a resume needed and releases the lock.
+writes `model.keras` (with its metadata), the raw examples export needs, `metrics.json` (with
+the diagnosis and the baseline comparison of `kerasdl.quality`), the plots and `report.md`, then removes what only a resume needed and releases the lock.
 """
 
 import os
@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from kerasdl import report, rundir
+from kerasdl import quality, report, rundir
 from kerasdl.artifact import save_model
 from kerasdl.data.pipeline import take_examples
 
@@ -65,13 +65,14 @@ def write_artifacts(run, metrics):
         entry.save_extras(run.model, run_dir)
     save_examples(run_dir, splits)
     history = report.read_history(os.path.join(run_dir, "history.csv"))
-    findings = report.diagnose(history, len(splits.class_names))
+    findings, quality_keys, report_arguments = quality.findings_and_metrics(run, metrics, history)
     metrics["diagnosis"] = findings
     metrics["phases"] = run.phases
+    metrics.update(quality_keys)
     report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     report.plot_learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
     report.plot_confusion_matrix(metrics["confusion_matrix"], splits.class_names, os.path.join(run_dir, "confusion_matrix.png"))
-    report.write_report(run_dir, config.model_name, splits.description, metrics, history, findings, run.phases if len(run.phases) > 1 else None)
+    report.write_report(run_dir, config.model_name, splits.description, metrics, history, findings, run.phases if len(run.phases) > 1 else None, **report_arguments)
     for leftover in ("backup", "backup_finetune"):
         shutil.rmtree(os.path.join(run_dir, leftover), ignore_errors=True)
     rundir.remove_progress(run_dir)

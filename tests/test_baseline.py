@@ -164,3 +164,24 @@ def test_losing_text_model_below_the_guide_ratio_is_pointed_to_the_ngram_mlp():
     assert worse["suggestions"][0].startswith("an n-gram model (TF-IDF of word 1-2 grams into a small MLP): 300 samples / 8 words per sample = 38")
     assert any("early stopping ended the run" in suggestion for suggestion in worse["suggestions"])
     assert not any("optimizer steps" in suggestion for suggestion in worse["suggestions"])
+
+
+def test_images_are_shrunk_batch_by_batch_as_they_are_read(monkeypatch):
+    # Decoded photos are block-averaged as each batch is read, so only the small images are
+    # ever held (5,000 decoded 224x224 photos would be 3 GB).
+    from kerasdl.data.source import DataSplits, Split
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 300)
+    x = (rng.uniform(0, 100, size=(600, 60, 60, 3)) + 100 * y[:, None, None, None]).astype(np.float32)
+    splits = DataSplits(Split.from_arrays(x, y), Split.from_arrays(x[::6], y[::6]), Split.from_arrays(x[1::3], y[1::3]), ["dark", "bright"], "image", (60, 60, 3), "toy")
+    seen = []
+    shrink = baseline._shrink_images
+    monkeypatch.setattr(baseline, "_shrink_images", lambda batch: seen.append(batch.shape) or shrink(batch))
+    result = baseline.baseline_for_splits(splits, seed=0)
+    assert result["test_accuracy"] == 1.0 and result["train_examples_used"] == 600
+    # Train (600 in 3 batches), test (200 in 1), validation (100 in 1): every batch shrunk.
+    assert sorted(seen) == sorted([(256, 60, 60, 3), (256, 60, 60, 3), (88, 60, 60, 3), (200, 60, 60, 3), (100, 60, 60, 3)])
+    shrunk, labels = baseline.read_examples(splits.test, baseline._shrink_images)
+    # 60 px in blocks of ceil(60 / 16) = 4: 15 x 15.
+    assert shrunk.shape == (200, 15, 15, 3) and shrunk.dtype == np.float32 and labels.shape == (200,)
