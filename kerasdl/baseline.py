@@ -227,7 +227,7 @@ def text_statistics(texts):
     }
 
 
-def compare(model_accuracy, baseline, modality, text_stats=None, optimizer_steps=None, stopped_early=None):
+def compare(model_accuracy, baseline, modality, text_stats=None, optimizer_steps=None, stopped_early=None, ngram_model=False):
     """Puts the model's test accuracy beside the baseline's, with what to try when it loses.
 
     The difference counts as a tie when it is within two standard errors of the difference
@@ -241,6 +241,8 @@ def compare(model_accuracy, baseline, modality, text_stats=None, optimizer_steps
         text_stats: `text_statistics` of the training texts (text only).
         optimizer_steps: optimizer steps the run made, when known.
         stopped_early: whether early stopping ended the run before its planned epochs.
+        ngram_model: the model is already an n-gram text model (the `mlp` on text), so the
+            suggestions are about it rather than pointing to it.
 
     Returns:
         `{"line", "model_accuracy", "baseline_accuracy", "difference_points", "noise_points",
@@ -268,7 +270,7 @@ def compare(model_accuracy, baseline, modality, text_stats=None, optimizer_steps
         )
     suggestions = []
     if verdict != "better":
-        suggestions = _suggestions(modality, text_stats, optimizer_steps, stopped_early)
+        suggestions = _suggestions(modality, text_stats, optimizer_steps, stopped_early, ngram_model)
     return {
         "line": f"kerasdl {model_accuracy:.3f} vs baseline {baseline_accuracy:.3f} ({difference:+.1f} points)",
         "model_accuracy": float(model_accuracy),
@@ -281,20 +283,23 @@ def compare(model_accuracy, baseline, modality, text_stats=None, optimizer_steps
     }
 
 
-def _suggestions(modality, text_stats, optimizer_steps, stopped_early):
+def _suggestions(modality, text_stats, optimizer_steps, stopped_early, ngram_model=False):
     """What to try when the model does not beat the baseline, most likely first."""
     suggestions = []
     if modality == "text" and text_stats is not None:
-        if text_stats["ratio"] < GUIDE_RATIO:
-            suggestions.append(f"an n-gram model (TF-IDF of word 1-2 grams into a small MLP): {text_stats['reason']}")
-        else:
-            suggestions.append(f"a sequence model trained longer: {text_stats['reason']}")
+        if text_stats["ratio"] < GUIDE_RATIO and not ngram_model:
+            suggestions.append(f"the n-gram MLP (python -m training.run mlp --data <your table>: TF-IDF of word 1-2 grams into a small MLP): {text_stats['reason']}")
+        elif text_stats["ratio"] >= GUIDE_RATIO:
+            suggestions.append(f"a sequence model{' (python -m training.run lstm)' if ngram_model else ''} trained longer: {text_stats['reason']}")
     if optimizer_steps is not None and optimizer_steps < SHORT_RUN_STEPS and not stopped_early:
         suggestions.append(f"more training: the run made only {optimizer_steps:,} optimizer steps and had not stopped early; raise train.epochs")
     elif stopped_early:
         suggestions.append("more regularization (dropout, weight decay) or more data: early stopping ended the run, so it stopped improving on validation")
     by_modality = {
-        "text": "a smaller vocabulary and embedding with more dropout, since small text sets overfit word embeddings",
+        "text": (
+            "more dropout (model.dropout_rate) or fewer n-grams (model.max_features), since a small text set overfits thousands of n-gram weights"
+            if ngram_model else "a smaller vocabulary and embedding with more dropout, since small text sets overfit word embeddings"
+        ),
         "sequence": "z-normalizing each series (the UCR archive's convention) and more epochs: small series sets need many steps",
         "image": "more epochs with augmentation checked (compare with --set augment.enabled=false) and batch normalization; a pretrained model for photos",
         "features": "more epochs, a wider network, or dropout and weight decay when validation loss rises",

@@ -89,6 +89,7 @@ def findings_and_metrics(run, metrics, history):
         comparison = compare(
             metrics["test_accuracy"], baseline, run.splits.modality, text_stats=text_stats,
             optimizer_steps=run.steps * epochs, stopped_early=epochs < planned,
+            ngram_model=run.entry.text is not None and run.entry.text.tokenizer == "ngram_counts" and run.splits.modality == "text",
         )
         run.log(comparison["line"] + ("" if comparison["verdict"] == "better" else f": {comparison['statement']}"))
     keys = report.baseline_metrics(baseline, comparison, text_stats)

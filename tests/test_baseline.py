@@ -161,7 +161,7 @@ def test_losing_text_model_below_the_guide_ratio_is_pointed_to_the_ngram_mlp():
     reference = {"test_accuracy": 0.80, "test_examples": 2000, "name": "tfidf_logistic_regression", "seconds": 0.2}
     statistics = text_statistics(["word " * 8] * 300)
     worse = compare(0.70, reference, "text", text_stats=statistics, stopped_early=True)
-    assert worse["suggestions"][0].startswith("an n-gram model (TF-IDF of word 1-2 grams into a small MLP): 300 samples / 8 words per sample = 38")
+    assert worse["suggestions"][0].startswith("the n-gram MLP (python -m training.run mlp --data <your table>: TF-IDF of word 1-2 grams into a small MLP): 300 samples / 8 words per sample = 38")
     assert any("early stopping ended the run" in suggestion for suggestion in worse["suggestions"])
     assert not any("optimizer steps" in suggestion for suggestion in worse["suggestions"])
 
@@ -185,3 +185,12 @@ def test_images_are_shrunk_batch_by_batch_as_they_are_read(monkeypatch):
     shrunk, labels = baseline.read_examples(splits.test, baseline._shrink_images)
     # 60 px in blocks of ceil(60 / 16) = 4: 15 x 15.
     assert shrunk.shape == (200, 15, 15, 3) and shrunk.dtype == np.float32 and labels.shape == (200,)
+
+
+def test_a_losing_ngram_model_is_not_pointed_to_itself():
+    reference = {"test_accuracy": 0.80, "test_examples": 2000, "name": "tfidf_logistic_regression", "seconds": 0.2}
+    small = compare(0.70, reference, "text", text_stats=text_statistics(["word " * 8] * 300), stopped_early=True, ngram_model=True)
+    assert not any("n-gram MLP" in suggestion for suggestion in small["suggestions"])
+    assert any("model.max_features" in suggestion for suggestion in small["suggestions"])
+    large = compare(0.70, reference, "text", text_stats=text_statistics(["one two"] * 4000), stopped_early=True, ngram_model=True)
+    assert large["suggestions"][0].startswith("a sequence model (python -m training.run lstm) trained longer: 4,000 samples")
