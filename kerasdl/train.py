@@ -56,8 +56,7 @@ class Run:
     phases: list = dataclasses.field(default_factory=list)
     fit_seconds: float = 0.0
     examples_trained: int = 0
-    # The raw training texts and labels of a text run (read once for the vocabulary, reused by the baseline).
-    raw_train: tuple = None
+    raw_train: tuple = None  # A text run's raw (texts, labels): read once, for the vocabulary and the baseline.
     baseline: dict = None
     gradient_loggers: list = dataclasses.field(default_factory=list)
 
@@ -78,8 +77,7 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
 
     Returns:
         A summary dict: `run_dir`, `test_accuracy`, `test_loss`, `wall_time_s`, `initial_epoch`,
-        and `versus_baseline` ("kerasdl 0.812 vs baseline 0.795 (+1.7 points)") when the
-        baseline was fitted.
+        and `versus_baseline` ("kerasdl 0.812 vs baseline 0.795 (+1.7 points)") with a baseline.
 
     Raises:
         rundir.RunInProgressError: a live process is training the same run.
@@ -108,8 +106,7 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
         if run.cluster.is_chief:
             outputs.write_artifacts(run, metrics)
     summary = {"run_dir": run.run_dir, "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"], "initial_epoch": initial_epoch}
-    if "versus_baseline" in metrics:
-        summary["versus_baseline"] = metrics["versus_baseline"]["line"]
+    summary.update({"versus_baseline": metrics["versus_baseline"]["line"]} if "versus_baseline" in metrics else {})
     if not run.cluster.is_chief:
         from kerasdl import distribute
 
@@ -150,8 +147,7 @@ def data_facts(run):
 
     splits, train = run.splits, run.config.train
     mean, variance = normalization_statistics(splits.train, splits.modality)
-    if splits.modality == "text":
-        run.raw_train = take_examples(splits.train, splits.train.size)
+    run.raw_train = take_examples(splits.train, splits.train.size) if splits.modality == "text" else None
     texts = run.raw_train[0] if run.raw_train is not None else None
     run.facts = DataFacts(splits.modality, splits.input_shape, len(splits.class_names), mean, variance, texts)
     # train.batch_size is per replica: the global batch and the learning rate grow with the

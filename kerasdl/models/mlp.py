@@ -166,7 +166,8 @@ def build_ngram_vocabulary(texts, max_features=20000, ngrams=2, min_document_fre
         `{"vocabulary": [n-grams, most frequent first], "idf": [one float each]}`.
 
     Raises:
-        kerasdl.data.source.DataError: no n-gram occurs in `min_document_frequency` texts.
+        ValueError: no n-gram occurs in `min_document_frequency` texts (the command line shows
+            kerasdl's own ValueErrors in one line).
 
     Example:
     >>> build_ngram_vocabulary(["Good film!", "a good film", "bad"], min_document_frequency=2)
@@ -184,9 +185,7 @@ def build_ngram_vocabulary(texts, max_features=20000, ngrams=2, min_document_fre
     adapted.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(_COUNT_BATCH))
     candidates = [str(token) for token in adapted.get_vocabulary()[1:]]
     if not candidates:
-        from kerasdl.data.source import DataError
-
-        raise DataError("the training texts hold no words after lowercasing and removing punctuation")
+        raise ValueError("the training texts hold no words after lowercasing and removing punctuation")
     # Sparse multi-hot rows: a dense [4096, 20001] batch would be 330 MB.
     presence = keras.layers.TextVectorization(vocabulary=candidates, output_mode="multi_hot", sparse=True, **settings)
     document_frequency = np.zeros(len(candidates) + 1)
@@ -194,9 +193,7 @@ def build_ngram_vocabulary(texts, max_features=20000, ngrams=2, min_document_fre
         document_frequency += tf.sparse.reduce_sum(presence(texts[start : start + _COUNT_BATCH]), axis=0).numpy()
     keep = [index for index in range(len(candidates)) if document_frequency[index + 1] >= min_document_frequency]
     if not keep:
-        from kerasdl.data.source import DataError
-
-        raise DataError(
+        raise ValueError(
             f"no word or word pair occurs in {min_document_frequency} of the {len(texts)} training texts; "
             "use more texts or --set model.min_document_frequency=1"
         )

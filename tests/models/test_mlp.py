@@ -76,13 +76,23 @@ def test_the_mlp_entry_builds_the_ngram_network_for_text():
 def test_ngram_vocabulary_errors_say_what_to_do():
     import pytest
 
-    from kerasdl.data.source import DataError
     from kerasdl.models.mlp import build_ngram_vocabulary
 
-    with pytest.raises(DataError, match=r"no word or word pair occurs in 2 of the 3 training texts; use more texts or --set model.min_document_frequency=1"):
+    with pytest.raises(ValueError, match=r"no word or word pair occurs in 2 of the 3 training texts; use more texts or --set model.min_document_frequency=1"):
         build_ngram_vocabulary(["one", "two", "three"])
     assert sorted(build_ngram_vocabulary(["one", "two", "three"], min_document_frequency=1)["vocabulary"]) == ["one", "three", "two"]
-    with pytest.raises(DataError, match="no words after lowercasing and removing punctuation"):
+    with pytest.raises(ValueError, match="no words after lowercasing and removing punctuation"):
         build_ngram_vocabulary(["!!", "..."])
     with pytest.raises(ValueError, match="got 2 IDF weights for 3 vocabulary entries"):
         ngram_mlp(num_classes=2, vocabulary=["a", "b", "c"], idf=[1.0, 1.0])
+
+
+def test_a_text_table_without_shared_words_is_one_line_on_the_command_line(tmp_path, cli):
+    table = tmp_path / "unique.csv"
+    table.write_text("text,label\n" + "".join(f"word{index},{index % 2}\n" for index in range(40)))
+    result = cli("training.run", "mlp", "--data", str(table), "--output", str(tmp_path / "runs"), "--set", "report.baseline=false")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: no word or word pair occurs in 2 of the 32 training texts; use more texts or --set model.min_document_frequency=1"
+    )
+    assert not (tmp_path / "runs").exists()
