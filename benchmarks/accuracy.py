@@ -100,7 +100,7 @@ def _compare_set(name, data, candidates, sets, rows, targets, notes):
     )
     measured = (
         f"best default model {best_name} (validation accuracy {chosen}) scored {accuracy:.4f} ({budget}); "
-        f"baseline {baseline['description']} {baseline_accuracy:.4f}; {versus['statement']}"
+        f"baseline {baseline['description']} {baseline_accuracy:.4f}; {versus['statement'].rstrip('.')}"
     )
     targets.append(common.target(f"accuracy_{name}_vs_baseline", f"{name}: best default model >= classical baseline", accuracy, round(baseline_accuracy, 4), ">=", reason=measured))
     reference, reference_text = REFERENCES.get(name, (None, ""))

@@ -11,6 +11,9 @@ The gradient goes through `model.stateless_call`, so that a BatchNormalization l
 training mode does not move its running statistics and sampling leaves the model as it
 was. TensorFlow (GradientTape) and JAX (`jax.grad`) are supported; on another backend the
 callback says so once and logs nothing.
+
+Over ~300 lines: the callback, its sampling schedule (what it costs) and the compiled
+gradient function of both backends are one measurement and change together.
 """
 
 import csv
