@@ -194,3 +194,34 @@ def test_a_losing_ngram_model_is_not_pointed_to_itself():
     assert any("model.max_features" in suggestion for suggestion in small["suggestions"])
     large = compare(0.70, reference, "text", text_stats=text_statistics(["one two"] * 4000), stopped_early=True, ngram_model=True)
     assert large["suggestions"][0].startswith("a sequence model (python -m training.run lstm) trained longer: 4,000 samples")
+
+
+def test_the_regularization_grid_stops_after_its_peak(monkeypatch):
+    # A stand-in for LogisticRegression whose validation accuracy over C peaks at the second value.
+    import sklearn.linear_model
+
+    scores = {0.1: 0.6, 1.0: 0.9, 10.0: 0.8, 100.0: 0.7, 1000.0: 0.95}
+    fitted = []
+
+    class Scripted:
+        def __init__(self, **options):
+            self.C = None
+
+        def set_params(self, C):
+            self.C = C
+
+        def fit(self, x, y):
+            fitted.append(self.C)
+
+        def predict(self, x):
+            # Validation rows are marked by a first feature of 1: right on `scores[C]` of them.
+            right = int(round(scores[self.C] * len(x)))
+            return np.where(np.arange(len(x)) < right, 0, 1) if x[0, 0] == 1 else np.zeros(len(x), dtype=np.int64)
+
+    monkeypatch.setattr(sklearn.linear_model, "LogisticRegression", Scripted)
+    monkeypatch.setattr(baseline, "C_GRID", tuple(scores))
+    x = np.zeros((20, 2), dtype=np.float32)
+    validation = np.ones((20, 2), dtype=np.float32)
+    result = fit_baseline("features", x, np.zeros(20), x, np.zeros(20), validation=(validation, np.zeros(20)))
+    # Two strengths in a row below the best (10 and 100): 1000 is never fitted.
+    assert fitted == [0.1, 1.0, 10.0, 100.0] and result["C"] == 1.0 and result["validation_accuracy"] == 0.9

@@ -77,6 +77,7 @@ def test_every_training_command_of_the_train_section_is_valid(capsys):
         (r"block-averaged to at\nmost 16x16 as they are read, 50 solver iterations", lambda: (_baseline().IMAGE_SIDE_CAP, _baseline().MAX_ITERATIONS) == (16, 50)),
         (r"`--set report.baseline=false` turns it off", lambda: resolve_config("mlp", sets=["report.baseline=false"]).report.baseline is False and Config().report.baseline is True),
         (r"`--set report.gradients=false` turns it off", lambda: resolve_config("mlp", sets=["report.gradients=false"]).report.gradients is False and Config().report.gradients is True),
+        (r"the strengths\ntried only until two in a row score below the best", lambda: _baseline().C_PATIENCE == 2),
         (r"the sampled batches stay under 2 % of the training steps", lambda: _quality().GRADIENT_STEP_SHARE == 0.02),
         (r"`python -m training.run --help` documents every key with its default", lambda: all(
             f"{key} = " in build_parser().epilog for key in ("train.epochs", "data.image_size", "finetune.blocks"))),
