@@ -26,7 +26,15 @@ GRADIENT_STEP_SHARE = 0.02
 
 
 def fit_baseline(run):
-    """Fits the classical baseline on `run.splits` (chief only); sets and returns `run.baseline` (None when off)."""
+    """Fits the classical baseline on `run.splits` (chief only); sets and returns `run.baseline` (None when off).
+
+    Args:
+        run: the `kerasdl.train.Run` after `data_facts` (a text run's raw texts are reused).
+
+    Example:
+    >>> fit_baseline(run)["test_accuracy"]
+    0.9556
+    """
     run.baseline = None
     if not run.config.report.baseline or not run.cluster.is_chief:
         return None
@@ -47,6 +55,14 @@ def gradient_logger(run, phase):
     It samples the first `GRADIENT_BATCHES` batches of the training split, in order and
     without augmentation (tokenized as the training model takes them), so every measurement
     sees the same examples.
+
+    Args:
+        run: the `kerasdl.train.Run` with its pipelines and run directory.
+        phase: the phase being fitted (`kerasdl.phases.plan_phases`); each phase gets its own logger.
+
+    Example:
+    >>> gradient_logger(run, plan_phases(run)[0]).every
+    5
     """
     if not run.config.report.gradients or run.multi_worker:
         return None
@@ -65,11 +81,21 @@ def gradient_logger(run, phase):
 def findings_and_metrics(run, metrics, history):
     """The diagnosis and the quality sections of `metrics.json` and `report.md`.
 
+    Args:
+        run: the finished `kerasdl.train.Run`.
+        metrics: the test metrics (`kerasdl.outputs.evaluate`).
+        history: `kerasdl.report.read_history` of the run's `history.csv`.
+
     Returns:
         `(findings, metrics keys, report keyword arguments)`: `findings` from the history
         (judged against the validation split's noise) and from `gradients.csv`; the keys
         `baseline`, `versus_baseline`, `text_statistics` and `gradient_log` (each when
         there is one); `baseline`, `comparison`, `text_stats` for `report.write_report`.
+
+    Example:
+    >>> findings, keys, arguments = findings_and_metrics(run, metrics, history)
+    >>> keys["versus_baseline"]["line"]
+    'kerasdl 0.961 vs baseline 0.956 (+0.6 points)'
     """
     findings = report.diagnose(history, len(run.splits.class_names), validation_examples=run.splits.validation.size or None)
     gradients = report.read_gradients(os.path.join(run.run_dir, report.GRADIENTS_FILE))
