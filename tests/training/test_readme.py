@@ -74,7 +74,7 @@ def test_every_training_command_of_the_train_section_is_valid(capsys):
         (r"GRU stack, Dense \(series\)", lambda: fill_modality_defaults(default_config("gru"), "sequence").model["bidirectional"] is False),
         (r"The model follows `data.image_size`", lambda: default_config("resnet50").model["image_size"] is None),
         (r"at most 50,000 training texts, 10,000 series or 5,000 images or\nfeature vectors", lambda: _baseline().MAX_TRAIN_EXAMPLES == {"text": 50_000, "sequence": 10_000, "image": 5_000, "features": 5_000}),
-        (r"block-averaged to at\nmost 16x16 as they are read, 50 solver iterations", lambda: (_baseline().IMAGE_SIDE_CAP, _baseline().MAX_ITERATIONS) == (16, 50)),
+        (r"block-averaged to at\nmost 16x16 as they are read, 25 solver iterations", lambda: (_baseline().IMAGE_SIDE_CAP, _baseline().MAX_ITERATIONS) == (16, 25)),
         (r"`--set report.baseline=false` turns it off", lambda: resolve_config("mlp", sets=["report.baseline=false"]).report.baseline is False and Config().report.baseline is True),
         (r"`--set report.gradients=false` turns it off", lambda: resolve_config("mlp", sets=["report.gradients=false"]).report.gradients is False and Config().report.gradients is True),
         (r"the strengths\ntried only until two in a row score below the best", lambda: _baseline().C_PATIENCE == 2),
