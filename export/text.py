@@ -96,6 +96,8 @@ def export_tokenizer(job):
     source = job.source
     info = write_tokenizer(source.model, source.metadata, job.folder / TOKENIZER_DIR)
     agreement, differing = tokenizer_parity(source.model, source.metadata, load_tokenizer(job.folder / TOKENIZER_DIR), source.examples)
-    row = ParityResult("tokenizer", "token_ids", len(source.examples), float(differing), 0.0, agreement,
+    # The signature column names what the tokenizer produces: token ids, or the n-gram MLP's counts.
+    outputs = ",".join(info.get("outputs") or ["token_ids"])
+    row = ParityResult("tokenizer", outputs, len(source.examples), float(differing), 0.0, agreement,
                        differing == 0, "" if differing == 0 else f"{differing} ids differ")
     return info, row

@@ -27,7 +27,7 @@ from kerasdl.config_rules import ConfigError, Rule, check_value, coerce, validat
 from kerasdl.distribute.strategy import STRATEGY_NAMES
 
 __all__ = [
-    "AugmentConfig", "Config", "ConfigError", "DataConfig", "FinetuneConfig", "Rule", "SECTIONS", "TrainConfig",
+    "AugmentConfig", "Config", "ConfigError", "DataConfig", "FinetuneConfig", "ReportConfig", "Rule", "SECTIONS", "TrainConfig",
     "default_config", "resolve_config", "set_value", "apply_mapping", "valid_keys",
 ]
 
@@ -142,12 +142,26 @@ class FinetuneConfig:
 
 
 @dataclasses.dataclass
+class ReportConfig:
+    # Fit a classical scikit-learn baseline (kerasdl.baseline) on the same train split and
+    # score it on the same test split, so that report.md says whether the network earns its
+    # cost ("kerasdl 0.812 vs baseline 0.795"); capped in size (README) to stay under 10 % of
+    # a default run's time.
+    baseline: bool = True
+    # Log per-layer gradient norms of a few training batches (kerasdl.gradients, gradients.csv)
+    # for the vanishing/exploding-gradient diagnosis; sampled sparsely to stay under 5 % of
+    # the fit's time (benchmarks/quality_costs.py).
+    gradients: bool = True
+
+
+@dataclasses.dataclass
 class Config:
     model_name: str = ""
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
+    report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
     # Builder keyword arguments of the chosen model (checked against its builders' defaults).
     # A key whose default differs per modality (the LSTM's `bidirectional`) is None until
     # the data is known: `fill_modality_defaults` then sets that modality's default.
@@ -168,7 +182,7 @@ def _plain(value):
     return value
 
 
-SECTIONS = ("data", "augment", "train", "finetune")
+SECTIONS = ("data", "augment", "train", "finetune", "report")
 
 # The common flags: `--name` sets the key; the help text is the description plus the key's default.
 FLAGS = {
@@ -300,7 +314,7 @@ def resolve_config(model_name, config_file=None, sets=(), flags=None):
 def apply_mapping(config, mapping, origin):
     """Applies a nested mapping (from a YAML file) on top of `config`; returns the keys it set."""
     if not isinstance(mapping, dict):
-        raise ConfigError(f"{origin}: expected a mapping of sections (data, augment, train, finetune, model, output), got {type(mapping).__name__}")
+        raise ConfigError(f"{origin}: expected a mapping of sections (data, augment, train, finetune, report, model, output), got {type(mapping).__name__}")
     keys = set()
     for section, values in mapping.items():
         if section == "model_name":
@@ -459,5 +473,7 @@ RULES = {
     "finetune.blocks": Rule(minimum=0),
     "finetune.epochs": Rule(minimum=0),
     "finetune.learning_rate": Rule(above=0.0),
+    "report.baseline": Rule(example=False),
+    "report.gradients": Rule(example=False),
     "output": Rule(nonempty=True),
 }

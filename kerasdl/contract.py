@@ -36,6 +36,8 @@ ONNX_OUTPUT = "probabilities"
 TEXT_ONNX_INPUTS = {
     "text_vectorization": ("token_ids",),
     "bert": ("token_ids", "segment_ids", "padding_mask"),
+    # The n-gram MLP: int64 counts of each vocabulary word and word pair ([B, vocabulary]).
+    "ngram_counts": ("token_counts",),
 }
 
 # Files of a published version folder, beside the models (docs/CONTRACTS.md §5).
@@ -52,7 +54,7 @@ def serving_input_name(metadata):
 
 
 def tokenizer_kind(metadata):
-    """Returns "text_vectorization" or "bert" for a text model (from `metadata["text"]`)."""
+    """Returns the tokenizer kind of a text model (a key of `TEXT_ONNX_INPUTS`, from `metadata["text"]`)."""
     kind = (metadata.get("text") or {}).get("tokenizer")
     if kind not in TEXT_ONNX_INPUTS:
         raise ValueError(

@@ -1,8 +1,9 @@
 """The end of a run: the test evaluation, then everything the run directory keeps.
 
 `evaluate` runs the saved (string-taking) model over the raw test split; `write_artifacts`
-writes `model.keras` (with its metadata), the raw examples export needs (`kerasdl.heldout`), `metrics.json`, the
-plots and `report.md`, then removes what only a resume needed and releases the lock.
+writes `model.keras` (with its metadata), the raw examples export needs (`kerasdl.heldout`),
+`metrics.json` (with the diagnosis and the baseline comparison of `kerasdl.quality`), the plots
+and `report.md`, then removes what only a resume needed and releases the lock.
 """
 
 import os
@@ -11,7 +12,7 @@ import time
 
 import numpy as np
 
-from kerasdl import report, rundir
+from kerasdl import quality, report, rundir
 from kerasdl.artifact import save_model
 from kerasdl.data.pipeline import take_examples
 from kerasdl.heldout import save_run_examples
@@ -71,13 +72,14 @@ def write_artifacts(run, metrics):
     save_run_examples(run_dir, splits, run.test_predictions)
     save_validation(run_dir, splits)
     history = report.read_history(os.path.join(run_dir, "history.csv"))
-    findings = report.diagnose(history, len(splits.class_names))
+    findings, quality_keys, report_arguments = quality.findings_and_metrics(run, metrics, history)
     metrics["diagnosis"] = findings
     metrics["phases"] = run.phases
+    metrics.update(quality_keys)
     report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     report.plot_learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
     report.plot_confusion_matrix(metrics["confusion_matrix"], splits.class_names, os.path.join(run_dir, "confusion_matrix.png"))
-    report.write_report(run_dir, config.model_name, splits.description, metrics, history, findings, run.phases if len(run.phases) > 1 else None)
+    report.write_report(run_dir, config.model_name, splits.description, metrics, history, findings, run.phases if len(run.phases) > 1 else None, **report_arguments)
     # The lock goes first: with it the run is complete. A kill during the cleanup then leaves
     # files a finished run no longer needs, rather than a locked run without its progress
     # (which the same command would train again from the first epoch).

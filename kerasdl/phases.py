@@ -69,6 +69,13 @@ def _fit(run, phase, start_epoch, seed):
         early_stopping_patience=train.early_stopping_patience, profile=train.profile,
         backup_dir=os.path.join(run.run_dir, phase["backup"]), cluster=run.cluster, initial_state=seed,
     )
+    from kerasdl.quality import gradient_logger
+
+    logger = gradient_logger(run, phase)
+    if logger is not None:
+        # After EarlyStopping and TerminateOnNaN (it measures the epoch they end the fit on),
+        # before BackupAndRestore (make_callbacks' last: an epoch is done once its rows are written).
+        callbacks.insert(len(callbacks) - 1, logger)
     callbacks.append(progress_bar(run.steps))
     if phase["index"] > 1:
         run.log(f"phase {phase['index']}: {phase['name']}, {_trainable_parameters(run.model):,} trainable parameters")

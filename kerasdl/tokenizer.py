@@ -15,6 +15,15 @@ pre-tokenizers, models and post-processors.
   `WordLevel` model looks words up (0 = padding, 1 = out of vocabulary), and
   truncation/padding cut or zero-pad to the sequence length. Output:
   `token_ids`.
+- `NgramCountTokenizer` = `keras.layers.TextVectorization(standardize=
+  "lower_and_strip_punctuation", split="whitespace", ngrams=N,
+  output_mode="count")` of the n-gram MLP: the same normalizers and
+  pre-tokenizer give the words, Python forms the word n-grams (joined by one
+  space, as `tf.strings.ngrams` does) and counts each vocabulary entry; column
+  0 counts the n-grams outside the vocabulary. Output: `token_counts`, int64
+  `[batch, vocabulary size]`. The IDF weights travel beside the vocabulary
+  (`idf.txt`); the model applies them itself (`SublinearTfIdf`), and
+  `tf_idf` reproduces that weighting here for checks.
 - `WordPieceTokenizer` = keras-hub's `BertTokenizer` plus the
   `BertTextClassifierPreprocessor` packing, as its TensorFlow graph runs them
   (in training's tf.data pipeline and in the SavedModel): end the text at its
@@ -53,7 +62,8 @@ every code point Python's `unicodedata` knows (checked once, word by word,
 against `pretokenize` over all 1.1M code points); tests/test_tokenizer.py checks
 the BMP. Characters added to Unicode after Python 3.11's Unicode 14 may differ.
 The module is over 300 lines because the exact path belongs beside the
-pipeline whose gaps it fills.
+pipeline whose gaps it fills, and the three tokenizers share one loader, one
+file layout and one word split.
 
 Example:
 >>> tokenizer = load_tokenizer("exports/text_lstm/1/tokenizer")
@@ -73,6 +83,7 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, pr
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCABULARY_FILE = "vocab.txt"
+IDF_FILE = "idf.txt"
 
 # `keras.layers.TextVectorization`'s punctuation regex: all 32 ASCII punctuation characters.
 _KERAS_PUNCTUATION = r"[!-/:-@\[-`{-~]"
@@ -137,14 +148,7 @@ class TextVectorizationTokenizer:
         self.oov_id = 1
         ids = {token: index for index, token in enumerate(self.vocabulary)}
         self._tokenizer = Tokenizer(models.WordLevel(ids, unk_token=self.vocabulary[self.oov_id]))
-        steps = []
-        if lowercase:
-            # `tokenizers.normalizers.Lowercase` is Unicode-wide; tf.strings.lower maps A-Z only.
-            steps += [normalizers.Replace(letter, letter.lower()) for letter in string.ascii_uppercase]
-        if strip_punctuation:
-            steps.append(normalizers.Replace(Regex(_KERAS_PUNCTUATION), ""))
-        self._tokenizer.normalizer = normalizers.Sequence(steps)
-        self._tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(_ASCII_WHITESPACE), "removed")
+        self._tokenizer.normalizer, self._tokenizer.pre_tokenizer = _text_vectorization_steps(lowercase, strip_punctuation)
         if sequence_length is not None:
             self._tokenizer.enable_truncation(max_length=sequence_length)
         self._tokenizer.enable_padding(length=sequence_length, pad_id=self.padding_id, pad_token=self.vocabulary[0])
@@ -179,6 +183,102 @@ class TextVectorizationTokenizer:
             "special_tokens": {"padding": {"token": "", "id": 0}, "oov": {"token": "[UNK]", "id": 1}},
             "vocabulary_file": VOCABULARY_FILE,
             "vocabulary_size": len(self.vocabulary),
+            "outputs": list(self.input_names),
+        }
+
+
+class NgramCountTokenizer:
+    """The n-gram MLP's `TextVectorization(ngrams=N, output_mode="count")` on `tokenizers`' word split.
+
+    Args:
+        vocabulary: all entries, index = count column, starting with `"[UNK]"` (column 0
+            counts the n-grams outside the vocabulary), as `get_vocabulary()` returns them.
+        ngrams: the longest word n-gram (2: words and word pairs).
+        idf: one IDF weight per column (`idf.txt`), for `tf_idf`; None when unknown.
+        lowercase: lowercase ASCII letters first.
+        strip_punctuation: delete ASCII punctuation.
+
+    Example:
+    >>> tokenizer = NgramCountTokenizer(["[UNK]", "good", "film", "good film"])
+    >>> tokenizer.encode("A good film!")
+    [2, 1, 1, 1]
+    """
+
+    kind = "ngram_counts"
+    input_names = ("token_counts",)
+
+    def __init__(self, vocabulary, ngrams=2, idf=None, lowercase=True, strip_punctuation=True):
+        self.vocabulary = list(vocabulary)
+        if not self.vocabulary:
+            raise ValueError("an n-gram count vocabulary starts with the out-of-vocabulary entry [UNK]")
+        self.ngrams = int(ngrams)
+        if self.ngrams < 1:
+            raise ValueError(f"ngrams must be at least 1, got {ngrams}")
+        self.idf = None if idf is None else np.asarray(idf, dtype=np.float32).reshape(-1)
+        if self.idf is not None and len(self.idf) != len(self.vocabulary):
+            raise ValueError(f"{len(self.idf)} IDF weights for {len(self.vocabulary)} vocabulary entries")
+        self.lowercase = lowercase
+        self.strip_punctuation = strip_punctuation
+        self.oov_id = 0
+        self._ids = {token: index for index, token in enumerate(self.vocabulary) if index != self.oov_id}
+        self._normalizer, self._pre_tokenizer = _text_vectorization_steps(lowercase, strip_punctuation)
+
+    def tokenize(self, text):
+        """Returns the words of `text` after standardization and splitting."""
+        return [word for word, _ in self._pre_tokenizer.pre_tokenize_str(self._normalizer.normalize_str(text))]
+
+    def grams(self, text):
+        """Returns the word n-grams of `text`, all words first, then the pairs, ... (as TextVectorization forms them)."""
+        words = self.tokenize(text)
+        return [" ".join(words[start : start + size]) for size in range(1, self.ngrams + 1) for start in range(len(words) - size + 1)]
+
+    def encode(self, text):
+        """Returns the count of every vocabulary entry in one text (a list, one int per column)."""
+        return self.encode_batch([text])["token_counts"][0].tolist()
+
+    def encode_batch(self, texts):
+        """Returns `{"token_counts": int64 [batch, vocabulary size]}` for a list of texts."""
+        texts = _text_list(texts)
+        counts = np.zeros((len(texts), len(self.vocabulary)), dtype=np.int64)
+        for row, text in enumerate(texts):
+            columns = [self._ids.get(gram, self.oov_id) for gram in self.grams(text)]
+            if columns:
+                np.add.at(counts[row], columns, 1)
+        return {"token_counts": counts}
+
+    def tf_idf(self, texts):
+        """Returns the model's features of `texts`: `(1 + log count) * idf`, each row L2-normalized (float32).
+
+        The model computes these itself (`kerasdl.models.layers.SublinearTfIdf`); this is
+        for checking it, and for scikit-learn on the same features.
+        """
+        if self.idf is None:
+            raise ValueError("this tokenizer has no IDF weights (idf.txt)")
+        counts = self.encode_batch(texts)["token_counts"].astype(np.float32)
+        weighted = np.where(counts > 0, 1.0 + np.log(np.maximum(counts, 1.0)), 0.0).astype(np.float32) * self.idf
+        norms = np.sqrt(np.sum(np.square(weighted), axis=-1, keepdims=True))
+        return weighted / np.maximum(norms, 1e-7)
+
+    def extra_files(self):
+        """`{file name: lines}` written beside `vocab.txt`: the IDF weights, one per vocabulary line."""
+        return {} if self.idf is None else {IDF_FILE: [repr(float(value)) for value in self.idf]}
+
+    def config(self):
+        return {
+            "type": self.kind,
+            "lowercase": self.lowercase,
+            "lowercase_scope": "ascii",
+            "strip_punctuation": self.strip_punctuation,
+            "split": "ascii_whitespace",
+            "ngrams": self.ngrams,
+            "ngram_separator": " ",
+            "special_tokens": {"oov": {"token": self.vocabulary[self.oov_id], "id": self.oov_id}},
+            "vocabulary_file": VOCABULARY_FILE,
+            "vocabulary_size": len(self.vocabulary),
+            "idf_file": IDF_FILE if self.idf is not None else None,
+            "weighting": "inside the model: (1 + log count) * idf, then L2-normalized rows",
+            # The fixed width of the count vector: formats with a fixed input (LiteRT) read it here.
+            "sequence_length": len(self.vocabulary),
             "outputs": list(self.input_names),
         }
 
@@ -348,6 +448,10 @@ def write_tokenizer_files(folder, tokenizer):
             raise ValueError(f"token {token!r} contains a newline; it cannot be stored one per line")
     with open(os.path.join(folder, VOCABULARY_FILE), "w", encoding="utf-8", newline="\n") as handle:
         handle.write("\n".join(tokenizer.vocabulary) + "\n")
+    extra_files = tokenizer.extra_files() if hasattr(tokenizer, "extra_files") else {}
+    for name, lines in extra_files.items():
+        with open(os.path.join(folder, name), "w", encoding="utf-8", newline="\n") as handle:
+            handle.write("\n".join(lines) + "\n")
     config = tokenizer.config()
     with open(os.path.join(folder, TOKENIZER_FILE), "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=2)
@@ -373,6 +477,13 @@ def load_tokenizer(folder):
             lowercase=config["lowercase"],
             strip_punctuation=config["strip_punctuation"],
         )
+    if config["type"] == NgramCountTokenizer.kind:
+        idf = None
+        if config.get("idf_file"):
+            idf = np.loadtxt(os.path.join(folder, config["idf_file"]), dtype=np.float32, ndmin=1)
+        return NgramCountTokenizer(
+            vocabulary, ngrams=config["ngrams"], idf=idf, lowercase=config["lowercase"], strip_punctuation=config["strip_punctuation"],
+        )
     if config["type"] == WordPieceTokenizer.kind:
         special = config["special_tokens"]
         return WordPieceTokenizer(
@@ -388,6 +499,17 @@ def load_tokenizer(folder):
             suffix_indicator=config["suffix_indicator"],
         )
     raise ValueError(f"{folder}: unknown tokenizer type {config['type']!r}")
+
+
+def _text_vectorization_steps(lowercase, strip_punctuation):
+    """`(normalizer, pre-tokenizer)` of TextVectorization's "lower_and_strip_punctuation" + "whitespace"."""
+    steps = []
+    if lowercase:
+        # `tokenizers.normalizers.Lowercase` is Unicode-wide; tf.strings.lower maps A-Z only.
+        steps += [normalizers.Replace(letter, letter.lower()) for letter in string.ascii_uppercase]
+    if strip_punctuation:
+        steps.append(normalizers.Replace(Regex(_KERAS_PUNCTUATION), ""))
+    return normalizers.Sequence(steps), pre_tokenizers.Split(Regex(_ASCII_WHITESPACE), "removed")
 
 
 # keras-hub's graph splits with `tf_text.regex_split`, which ends a text at its first NUL.

@@ -4,6 +4,7 @@
    strategy must exist before any other TensorFlow work);
 2. `load_splits`: the data, then the model's per-modality defaults;
 3. `data_facts`: what the builder needs, the global batch, the learning rate, the steps;
+   then the classical baseline to beat (`kerasdl.quality`, `report.baseline`);
 4. `build_and_compile`: the model under the strategy;
 5. `make_pipelines`: tf.data for training, validation and test;
 6. `open_run_dir`: a new run directory, or the unfinished one of this config to resume (locked);
@@ -57,6 +58,9 @@ class Run:
     examples_trained: int = 0
     # The class the test evaluation gave each test example (kerasdl.outputs, kerasdl.heldout).
     test_predictions: object = None
+    raw_train: tuple = None  # A text run's raw (texts, labels): read once, for the vocabulary and the baseline.
+    baseline: dict = None
+    gradient_loggers: list = dataclasses.field(default_factory=list)
 
     @property
     def multi_worker(self):
@@ -74,7 +78,8 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
         log: where progress lines go.
 
     Returns:
-        A summary dict: `run_dir`, `test_accuracy`, `test_loss`, `wall_time_s`, `initial_epoch`.
+        A summary dict: `run_dir`, `test_accuracy`, `test_loss`, `wall_time_s`, `initial_epoch`,
+        and `versus_baseline` ("kerasdl 0.812 vs baseline 0.795 (+1.7 points)") with a baseline.
 
     Raises:
         rundir.RunInProgressError: a live process is training the same run.
@@ -83,7 +88,7 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
     >>> from kerasdl.config import resolve_config
     >>> summary = train_and_evaluate(resolve_config("mlp", flags={"epochs": 2}))
     """
-    from kerasdl import outputs, phases
+    from kerasdl import outputs, phases, quality
 
     started = time.time()
     run = Run(config=config, entry=get_model_entry(config.model_name), log=log, fingerprint=rundir.config_fingerprint(config))
@@ -94,6 +99,7 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
     # Every later step reads the examples (statistics, training, evaluation, saved examples).
     with naming_bad_records(run.splits):
         data_facts(run)
+        quality.fit_baseline(run)
         build_and_compile(run)
         make_pipelines(run)
         initial_epoch = open_run_dir(run, workdir, fresh)
@@ -102,6 +108,7 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
         if run.cluster.is_chief:
             outputs.write_artifacts(run, metrics)
     summary = {"run_dir": run.run_dir, "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"], "initial_epoch": initial_epoch}
+    summary.update({"versus_baseline": metrics["versus_baseline"]["line"]} if "versus_baseline" in metrics else {})
     if not run.cluster.is_chief:
         from kerasdl import distribute
 
@@ -142,7 +149,8 @@ def data_facts(run):
 
     splits, train = run.splits, run.config.train
     mean, variance = normalization_statistics(splits.train, splits.modality)
-    texts = take_examples(splits.train, splits.train.size)[0] if splits.modality == "text" else None
+    run.raw_train = take_examples(splits.train, splits.train.size) if splits.modality == "text" else None
+    texts = run.raw_train[0] if run.raw_train is not None else None
     run.facts = DataFacts(splits.modality, splits.input_shape, len(splits.class_names), mean, variance, texts)
     # train.batch_size is per replica: the global batch and the learning rate grow with the
     # replicas (linear scaling, kept gentle by the warmup); one replica changes nothing.

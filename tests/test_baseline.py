@@ -161,6 +161,67 @@ def test_losing_text_model_below_the_guide_ratio_is_pointed_to_the_ngram_mlp():
     reference = {"test_accuracy": 0.80, "test_examples": 2000, "name": "tfidf_logistic_regression", "seconds": 0.2}
     statistics = text_statistics(["word " * 8] * 300)
     worse = compare(0.70, reference, "text", text_stats=statistics, stopped_early=True)
-    assert worse["suggestions"][0].startswith("an n-gram model (TF-IDF of word 1-2 grams into a small MLP): 300 samples / 8 words per sample = 38")
+    assert worse["suggestions"][0].startswith("the n-gram MLP (python -m training.run mlp --data <your table>: TF-IDF of word 1-2 grams into a small MLP): 300 samples / 8 words per sample = 38")
     assert any("early stopping ended the run" in suggestion for suggestion in worse["suggestions"])
     assert not any("optimizer steps" in suggestion for suggestion in worse["suggestions"])
+
+
+def test_images_are_shrunk_batch_by_batch_as_they_are_read(monkeypatch):
+    # Decoded photos are block-averaged as each batch is read, so only the small images are
+    # ever held (5,000 decoded 224x224 photos would be 3 GB).
+    from kerasdl.data.source import DataSplits, Split
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 300)
+    x = (rng.uniform(0, 100, size=(600, 60, 60, 3)) + 100 * y[:, None, None, None]).astype(np.float32)
+    splits = DataSplits(Split.from_arrays(x, y), Split.from_arrays(x[::6], y[::6]), Split.from_arrays(x[1::3], y[1::3]), ["dark", "bright"], "image", (60, 60, 3), "toy")
+    seen = []
+    shrink = baseline._shrink_images
+    monkeypatch.setattr(baseline, "_shrink_images", lambda batch: seen.append(batch.shape) or shrink(batch))
+    result = baseline.baseline_for_splits(splits, seed=0)
+    assert result["test_accuracy"] == 1.0 and result["train_examples_used"] == 600
+    # Train (600 in 3 batches), test (200 in 1), validation (100 in 1): every batch shrunk.
+    assert sorted(seen) == sorted([(256, 60, 60, 3), (256, 60, 60, 3), (88, 60, 60, 3), (200, 60, 60, 3), (100, 60, 60, 3)])
+    shrunk, labels = baseline.read_examples(splits.test, baseline._shrink_images)
+    # 60 px in blocks of ceil(60 / 16) = 4: 15 x 15.
+    assert shrunk.shape == (200, 15, 15, 3) and shrunk.dtype == np.float32 and labels.shape == (200,)
+
+
+def test_a_losing_ngram_model_is_not_pointed_to_itself():
+    reference = {"test_accuracy": 0.80, "test_examples": 2000, "name": "tfidf_logistic_regression", "seconds": 0.2}
+    small = compare(0.70, reference, "text", text_stats=text_statistics(["word " * 8] * 300), stopped_early=True, ngram_model=True)
+    assert not any("n-gram MLP" in suggestion for suggestion in small["suggestions"])
+    assert any("model.max_features" in suggestion for suggestion in small["suggestions"])
+    large = compare(0.70, reference, "text", text_stats=text_statistics(["one two"] * 4000), stopped_early=True, ngram_model=True)
+    assert large["suggestions"][0].startswith("a sequence model (python -m training.run lstm) trained longer: 4,000 samples")
+
+
+def test_the_regularization_grid_stops_after_its_peak(monkeypatch):
+    # A stand-in for LogisticRegression whose validation accuracy over C peaks at the second value.
+    import sklearn.linear_model
+
+    scores = {0.1: 0.6, 1.0: 0.9, 10.0: 0.8, 100.0: 0.7, 1000.0: 0.95}
+    fitted = []
+
+    class Scripted:
+        def __init__(self, **options):
+            self.C = None
+
+        def set_params(self, C):
+            self.C = C
+
+        def fit(self, x, y):
+            fitted.append(self.C)
+
+        def predict(self, x):
+            # Validation rows are marked by a first feature of 1: right on `scores[C]` of them.
+            right = int(round(scores[self.C] * len(x)))
+            return np.where(np.arange(len(x)) < right, 0, 1) if x[0, 0] == 1 else np.zeros(len(x), dtype=np.int64)
+
+    monkeypatch.setattr(sklearn.linear_model, "LogisticRegression", Scripted)
+    monkeypatch.setattr(baseline, "C_GRID", tuple(scores))
+    x = np.zeros((20, 2), dtype=np.float32)
+    validation = np.ones((20, 2), dtype=np.float32)
+    result = fit_baseline("features", x, np.zeros(20), x, np.zeros(20), validation=(validation, np.zeros(20)))
+    # Two strengths in a row below the best (10 and 100): 1000 is never fitted.
+    assert fitted == [0.1, 1.0, 10.0, 100.0] and result["C"] == 1.0 and result["validation_accuracy"] == 0.9

@@ -185,3 +185,57 @@ print(list(gradients), gradients["hidden"]["epoch"], all(v > 0 for v in gradient
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "['hidden', 'logits', '(all layers)'] [-1, 0, 1] True"
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Ends the fit after `epoch`, as EarlyStopping does (before the logger in the callback list)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.stop_training = True
+
+
+@pytest.mark.parametrize("stop_after, expected", [(None, [-1, 0, 2, 5, 6]), (3, [-1, 0, 2, 3])])
+def test_every_few_epochs_with_the_first_and_the_last(stop_after, expected, digits, tmp_path):
+    import tensorflow as tf
+
+    x, y = digits
+    model = _dense_stack(1, 8, "relu", "hidden")
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    train = tf.data.Dataset.from_tensor_slices((x[:256], y[:256])).batch(64)
+    logger = GradientNormLogger(train.take(1), str(tmp_path / GRADIENTS_FILE), every=3)
+    callbacks = ([_StopAfter(stop_after)] if stop_after is not None else []) + [logger]
+    model.fit(train, epochs=7, verbose=0, callbacks=callbacks)
+    assert logger.measured_epochs == expected
+    assert read_gradients(str(tmp_path / GRADIENTS_FILE))[ALL_LAYERS]["epoch"] == expected
+
+
+def test_the_measurement_before_training_is_of_the_initial_weights(digits, tmp_path):
+    import tensorflow as tf
+
+    x, y = digits
+    model = _dense_stack(1, 8, "relu", "hidden")
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    initial = np.sqrt(sum(float(np.sum(np.square(variable.numpy()))) for variable in model.trainable_variables))
+    train = tf.data.Dataset.from_tensor_slices((x[:256], y[:256])).batch(64)
+    logger = GradientNormLogger(train.take(1), str(tmp_path / GRADIENTS_FILE))
+    model.fit(train, epochs=1, verbose=0, callbacks=[logger])
+    after = np.sqrt(sum(float(np.sum(np.square(variable.numpy()))) for variable in model.trainable_variables))
+    weights = read_gradients(str(tmp_path / GRADIENTS_FILE))[ALL_LAYERS]["weight_norm"]
+    # Measured after the first epoch (so Keras' own first step pays TensorFlow's start), at the weights kept before it.
+    assert weights[0] == pytest.approx(initial, rel=1e-5) and weights[1] == pytest.approx(after, rel=1e-5)
+    assert abs(initial - after) > 1e-3
+
+
+def test_sampling_interval_keeps_the_sampled_batches_a_small_share():
+    from kerasdl.gradients import sampling_interval
+
+    assert sampling_interval(23, 2, 0.02) == 5  # digits at batch 64
+    assert sampling_interval(3, 2, 0.02) == 34  # GunPoint at batch 16
+    assert sampling_interval(1000, 2, 0.02) == 1
+    with pytest.raises(ValueError, match="every must be at least 1, got 0"):
+        GradientNormLogger([], "gradients.csv", every=0)

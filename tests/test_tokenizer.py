@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from kerasdl.tokenizer import (
+    NgramCountTokenizer,
     TextVectorizationTokenizer,
     WordPieceTokenizer,
     load_tokenizer,
@@ -280,7 +281,7 @@ def test_text_vectorization_edge_batches():
     (["good", "a\ud800b"], ValueError, "text 1 is not valid Unicode: surrogates not allowed at character 1"),
 ])
 def test_bad_texts_get_a_clear_error(texts, error, message):
-    for tokenizer in (TextVectorizationTokenizer(["", "[UNK]"]), WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]"])):
+    for tokenizer in (TextVectorizationTokenizer(["", "[UNK]"]), WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]), NgramCountTokenizer(["[UNK]"])):
         with pytest.raises(error, match=re.escape(message)):
             tokenizer.encode_batch(texts)
 
@@ -288,6 +289,7 @@ def test_bad_texts_get_a_clear_error(texts, error, message):
 def test_tokenizers_load_and_run_without_tensorflow(tmp_path):
     write_tokenizer_files(tmp_path / "text", TextVectorizationTokenizer(["", "[UNK]", "good"], sequence_length=3))
     write_tokenizer_files(tmp_path / "bert", WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good"], sequence_length=5))
+    write_tokenizer_files(tmp_path / "ngram", NgramCountTokenizer(["[UNK]", "good", "good good"], idf=[0.0, 1.5, 2.0]))
     script = textwrap.dedent(
         """
         import sys
@@ -303,6 +305,7 @@ def test_tokenizers_load_and_run_without_tensorflow(tmp_path):
         folder = sys.argv[1]
         print(load_tokenizer(folder + "/text").encode_batch(["Good, GOOD!"])["token_ids"].tolist())
         print(load_tokenizer(folder + "/bert").encode_batch(["Good Straße"])["token_ids"].tolist())
+        print(load_tokenizer(folder + "/ngram").encode_batch(["Good, GOOD!"])["token_counts"].tolist())
         leaked = sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras"))
         assert not leaked, leaked
         """
@@ -310,4 +313,66 @@ def test_tokenizers_load_and_run_without_tensorflow(tmp_path):
     completed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
                                cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.split("\n")[:2] == ["[[2, 2, 0]]", "[[2, 4, 1, 3, 0]]"]
+    assert completed.stdout.split("\n")[:3] == ["[[2, 2, 0]]", "[[2, 4, 1, 3, 0]]", "[[0, 2, 1]]"]
+
+
+@pytest.mark.parametrize("ngrams", [2, 3])
+def test_ngram_counts_match_keras_on_sst2_and_adversarial_text(parity_texts, ngrams):
+    import keras
+    import tensorflow as tf
+
+    from kerasdl.models.mlp import build_ngram_vocabulary
+
+    train, texts = parity_texts
+    # Small: many n-grams fall outside and are counted in column 0.
+    vectorizer = build_ngram_vocabulary(train + ADVERSARIAL, max_features=3000, ngrams=ngrams)
+    layer = keras.layers.TextVectorization(
+        vocabulary=vectorizer["vocabulary"], standardize="lower_and_strip_punctuation", split="whitespace", ngrams=ngrams, output_mode="count",
+    )
+    expected = np.asarray(layer(tf.constant(texts))).astype("int64")
+    tokenizer = NgramCountTokenizer(layer.get_vocabulary(), ngrams=ngrams)
+    actual = tokenizer.encode_batch(texts)["token_counts"]
+    assert actual.dtype == np.int64 and actual.shape == expected.shape == (len(texts), len(vectorizer["vocabulary"]) + 1)
+    np.testing.assert_array_equal(actual, expected)
+    assert (actual[:, 0] > 0).mean() > 0.5 and (actual > 1).any()  # out-of-vocabulary n-grams and repeated ones both occur
+    if ngrams == 3:
+        assert any(token.count(" ") == 2 for token in vectorizer["vocabulary"])
+
+
+def test_ngram_tf_idf_is_scikit_learns_sublinear_tf_idf(parity_texts):
+    """The model's weighting (`SublinearTfIdf`) and the tokenizer's `tf_idf` equal scikit-learn's on the same n-grams."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from kerasdl.models.layers import SublinearTfIdf
+    from kerasdl.models.mlp import build_ngram_vocabulary
+
+    train, texts = parity_texts
+    vectorizer = build_ngram_vocabulary(train, max_features=3000)
+    tokenizer = NgramCountTokenizer(["[UNK]"] + vectorizer["vocabulary"], idf=[0.0] + vectorizer["idf"])
+    reference = TfidfVectorizer(
+        analyzer=tokenizer.grams, vocabulary={gram: index for index, gram in enumerate(vectorizer["vocabulary"])}, sublinear_tf=True,
+    ).fit(train)
+    np.testing.assert_allclose(reference.idf_, vectorizer["idf"], rtol=1e-6)
+    expected = reference.transform(texts).toarray()
+    counts = tokenizer.encode_batch(texts)["token_counts"]
+    layer = SublinearTfIdf([0.0] + vectorizer["idf"])
+    np.testing.assert_allclose(np.asarray(layer(counts))[:, 1:], expected, atol=1e-6)
+    np.testing.assert_allclose(tokenizer.tf_idf(texts)[:, 1:], expected, atol=1e-6)
+    assert (expected > 0).sum(axis=1).max() > 10
+
+
+def test_ngram_tokenizer_files_round_trip(tmp_path):
+    tokenizer = NgramCountTokenizer(["[UNK]", "good", "film", "good film", "line\u2028separator"], idf=[0.0, 1.25, 1.5, 2.0, 3.0])
+    config = write_tokenizer_files(tmp_path, tokenizer)
+    assert (config["type"], config["ngrams"], config["vocabulary_size"], config["idf_file"], config["outputs"]) == ("ngram_counts", 2, 5, "idf.txt", ["token_counts"])
+    assert (tmp_path / "idf.txt").read_text().split("\n")[:5] == ["0.0", "1.25", "1.5", "2.0", "3.0"]
+    loaded = load_tokenizer(tmp_path)
+    assert loaded.vocabulary == tokenizer.vocabulary and loaded.idf.tolist() == [0.0, 1.25, 1.5, 2.0, 3.0]
+    # "a" and the pairs "a good" and "film bad", "bad" are outside: 4 out-of-vocabulary n-grams.
+    assert loaded.encode("A good film, bad") == [4, 1, 1, 1, 0]
+    assert loaded.encode_batch(["", "film film FILM"])["token_counts"].tolist() == [[0, 0, 0, 0, 0], [2, 0, 3, 0, 0]]
+    features = loaded.tf_idf(["film film FILM good"])[0]
+    weights = np.array([1.25, (1 + np.log(3)) * 1.5])  # good once, film three times
+    np.testing.assert_allclose(features[[1, 2]], weights / np.linalg.norm(weights), rtol=1e-6)
+    with pytest.raises(ValueError, match="3 IDF weights for 2 vocabulary entries"):
+        NgramCountTokenizer(["[UNK]", "good"], idf=[0.0, 1.0, 2.0])

@@ -33,7 +33,7 @@ def build_parser():
         epilog=_keys_help(),
     )
     parser.add_argument("model", help=f"one of: {', '.join(model_names())}")
-    parser.add_argument("--config", help="a YAML file of overrides (sections data, augment, train, finetune, model)")
+    parser.add_argument("--config", help="a YAML file of overrides (sections data, augment, train, finetune, report, model)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override one key, e.g. --set train.lr_schedule=step (repeatable)")
     for flag, (key, description) in FLAGS.items():
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar=flag.upper(), help=f"{description} ({key}; {_default_text(key)})")
@@ -63,6 +63,8 @@ def _train(arguments):
     summary = train_and_evaluate(config, fresh=arguments.fresh)
     print(f"run directory: {summary['run_dir']}")
     print(f"test accuracy: {summary['test_accuracy']:.4f} (test loss {summary['test_loss']:.4f})")
+    if summary.get("versus_baseline"):
+        print(f"against the classical baseline: {summary['versus_baseline']} (report.md says more)")
     print(f"time: {summary['wall_time_s']:.1f} s")
     return 0
 

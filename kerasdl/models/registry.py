@@ -21,7 +21,7 @@ import typing
 
 # Builder arguments that the data provides; they are never config keys.
 DATA_ARGUMENTS = frozenset(
-    {"input_shape", "num_classes", "normalization_mean", "normalization_variance", "vocabulary", "texts", "name"}
+    {"input_shape", "num_classes", "normalization_mean", "normalization_variance", "vocabulary", "idf", "texts", "name"}
 )
 
 # The modules of kerasdl/models that are not model files. Every other module

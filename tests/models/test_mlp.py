@@ -1,6 +1,6 @@
 import numpy as np
 
-from kerasdl.models import mlp
+from kerasdl.models import mlp, ngram_mlp
 
 
 def test_output_shape_and_named_layers():
@@ -24,3 +24,75 @@ def test_images_are_flattened_and_normalization_is_inside():
     np.testing.assert_allclose(np.asarray(normalized), 1.0, rtol=1e-5)
     # Statistics are not trainable: only the Dense kernels and biases are.
     assert sum(int(np.prod(weight.shape)) for weight in model.trainable_weights) == 64 * 128 + 128 + 128 * 3 + 3
+
+
+TEXTS = ["a good film", "a good , moving film", "not a good film", "a bad film", "bad acting", "a bad , dull film", "good", "bad"]
+
+
+def test_ngram_mlp_takes_strings_and_its_token_model_shares_the_weights(tmp_path):
+    import keras
+
+    from kerasdl.models.mlp import build_ngram_vocabulary, ngram_token_model
+
+    vectorizer = build_ngram_vocabulary(TEXTS)
+    # Words and word pairs in at least 2 texts, most frequent first; IDF ln((1 + 8) / (1 + df)) + 1.
+    frequency = {"a": 5, "film": 5, "good": 4, "bad": 4, "a good": 3, "good film": 2, "a bad": 2}
+    assert sorted(vectorizer["vocabulary"]) == sorted(frequency)
+    assert [frequency[gram] for gram in vectorizer["vocabulary"]] == sorted(frequency.values(), reverse=True)
+    expected_idf = [np.log(9 / (1 + frequency[gram])) + 1 for gram in vectorizer["vocabulary"]]
+    np.testing.assert_allclose(vectorizer["idf"], expected_idf, rtol=1e-6)
+    model = ngram_mlp(num_classes=2, **vectorizer)
+    assert [layer.name for layer in model.layers] == ["text", "text_vectorization", "tf_idf", "dropout_input", "hidden_0", "dropout_0", "logits"]
+    assert model.get_layer("hidden_0").units == 64 and model.get_layer("dropout_0").rate == 0.2
+    texts = np.array(TEXTS + ["", "unseen words only"], dtype=object)
+    logits = model.predict(texts, verbose=0)
+    token_model = ngram_token_model(model)
+    assert token_model.input.name == "token_counts" and token_model.input.dtype == "int64" and token_model.input.shape == (None, 8)
+    counts = np.asarray(model.get_layer("text_vectorization")(texts)).astype("int64")
+    np.testing.assert_allclose(token_model.predict(counts, verbose=0), logits, atol=1e-6)
+    assert counts[-1].tolist() == [5] + [0] * 7  # "unseen", "words", "only" and two pairs: all out of vocabulary
+    # The registered TF-IDF layer and its IDF weights survive saving.
+    model.save(tmp_path / "ngram.keras")
+    loaded = keras.saving.load_model(tmp_path / "ngram.keras")
+    np.testing.assert_allclose(loaded.predict(texts, verbose=0), logits, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(loaded.get_layer("tf_idf").idf), [0.0] + vectorizer["idf"], rtol=1e-6)
+
+
+def test_the_mlp_entry_builds_the_ngram_network_for_text():
+    from kerasdl.config import default_config, fill_modality_defaults
+    from kerasdl.models.registry import DataFacts, get_model_entry
+
+    entry = get_model_entry("mlp")
+    assert entry.modalities == ("features", "image", "text") and entry.text.tokenizer == "ngram_counts"
+    config = fill_modality_defaults(default_config("mlp"), "text")
+    assert (config.model["hidden_units"], config.model["dropout_rate"], config.model["max_features"], config.model["ngrams"]) == (64, 0.2, 20000, 2)
+    assert fill_modality_defaults(default_config("mlp"), "features").model["hidden_units"] == 128
+    model = entry(DataFacts("text", (), 2, train_texts=TEXTS), **config.model)
+    assert model.name == "ngram_mlp" and model.get_layer("text_vectorization").vocabulary_size() == 8
+    features = entry(DataFacts("features", (64,), 10, np.zeros(64), np.ones(64)), **fill_modality_defaults(default_config("mlp"), "features").model)
+    assert features.name == "mlp" and features.get_layer("hidden_0").units == 128
+
+
+def test_ngram_vocabulary_errors_say_what_to_do():
+    import pytest
+
+    from kerasdl.models.mlp import build_ngram_vocabulary
+
+    with pytest.raises(ValueError, match=r"no word or word pair occurs in 2 of the 3 training texts; use more texts or --set model.min_document_frequency=1"):
+        build_ngram_vocabulary(["one", "two", "three"])
+    assert sorted(build_ngram_vocabulary(["one", "two", "three"], min_document_frequency=1)["vocabulary"]) == ["one", "three", "two"]
+    with pytest.raises(ValueError, match="no words after lowercasing and removing punctuation"):
+        build_ngram_vocabulary(["!!", "..."])
+    with pytest.raises(ValueError, match="got 2 IDF weights for 3 vocabulary entries"):
+        ngram_mlp(num_classes=2, vocabulary=["a", "b", "c"], idf=[1.0, 1.0])
+
+
+def test_a_text_table_without_shared_words_is_one_line_on_the_command_line(tmp_path, cli):
+    table = tmp_path / "unique.csv"
+    table.write_text("text,label\n" + "".join(f"word{index},{index % 2}\n" for index in range(40)))
+    result = cli("training.run", "mlp", "--data", str(table), "--output", str(tmp_path / "runs"), "--set", "report.baseline=false")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: no word or word pair occurs in 2 of the 32 training texts; use more texts or --set model.min_document_frequency=1"
+    )
+    assert not (tmp_path / "runs").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kerasdl.config import DataConfig, TrainConfig, default_config, fill_modality_defaults, resolve_config
+from kerasdl.config import Config, DataConfig, TrainConfig, default_config, fill_modality_defaults, resolve_config
 from training.run import build_parser, main
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -22,6 +22,18 @@ def section(title):
 
 
 TRAIN = section("Train")
+
+
+def _baseline():
+    from kerasdl import baseline
+
+    return baseline
+
+
+def _quality():
+    from kerasdl import quality
+
+    return quality
 
 
 def test_every_flag_the_train_section_names_exists():
@@ -54,11 +66,19 @@ def test_every_training_command_of_the_train_section_is_valid(capsys):
         (r"`--weights imagenet` \(the default\)", lambda: default_config("resnet50").model["weights"] == "imagenet"),
         (r"\(`model.use_cudnn=false`\)", lambda: default_config("lstm").model["use_cudnn"] is False),
         (r"`--set train.clipnorm=none`", lambda: resolve_config("mlp", sets=["train.clipnorm=none"]).train.clipnorm is None),
+        (r"for text the n-gram MLP: TF-IDF of word 1-2 grams, Dropout, Dense\(64, relu\), Dropout, Dense", lambda: [fill_modality_defaults(default_config("mlp"), "text").model[key] for key in ("hidden_units", "dropout_rate", "ngrams", "num_hidden_layers")] == [64, 0.2, 2, 1]),
+        (r"20,000 most frequent word 1-2 grams that occur in at least 2 training texts", lambda: (default_config("mlp").model["max_features"], default_config("mlp").model["min_document_frequency"]) == (20000, 2)),
         (r"BiLSTM, Dense \(text\)", lambda: fill_modality_defaults(default_config("lstm"), "text").model["bidirectional"] is True),
         (r"LSTM stack, Dense \(numeric series\)", lambda: fill_modality_defaults(default_config("lstm"), "sequence").model["bidirectional"] is False),
         (r"BiGRU, Dense \(text\)", lambda: fill_modality_defaults(default_config("gru"), "text").model["bidirectional"] is True),
         (r"GRU stack, Dense \(series\)", lambda: fill_modality_defaults(default_config("gru"), "sequence").model["bidirectional"] is False),
         (r"The model follows `data.image_size`", lambda: default_config("resnet50").model["image_size"] is None),
+        (r"at most 50,000 training texts, 10,000 series or 5,000 images or\nfeature vectors", lambda: _baseline().MAX_TRAIN_EXAMPLES == {"text": 50_000, "sequence": 10_000, "image": 5_000, "features": 5_000}),
+        (r"block-averaged to at\nmost 16x16 as they are read, 25 solver iterations", lambda: (_baseline().IMAGE_SIDE_CAP, _baseline().MAX_ITERATIONS) == (16, 25)),
+        (r"`--set report.baseline=false` turns it off", lambda: resolve_config("mlp", sets=["report.baseline=false"]).report.baseline is False and Config().report.baseline is True),
+        (r"`--set report.gradients=false` turns it off", lambda: resolve_config("mlp", sets=["report.gradients=false"]).report.gradients is False and Config().report.gradients is True),
+        (r"the strengths\ntried only until two in a row score below the best", lambda: _baseline().C_PATIENCE == 2),
+        (r"the sampled batches stay under 2 % of the training steps", lambda: _quality().GRADIENT_STEP_SHARE == 0.02),
         (r"`python -m training.run --help` documents every key with its default", lambda: all(
             f"{key} = " in build_parser().epilog for key in ("train.epochs", "data.image_size", "finetune.blocks"))),
     ],
