@@ -121,6 +121,30 @@ def steps_per_epoch(num_examples, batch_size, drop_remainder=False):
     return max(1, steps)
 
 
+def passes_per_epoch(num_examples, batch_size, epochs, min_steps, drop_remainder=False):
+    """Passes over the training split per epoch so that `epochs` epochs hold at least `min_steps` steps.
+
+    One pass per epoch whenever the epochs already hold `min_steps` steps (every large set);
+    a small set's epochs repeat the split instead of adding epochs, so that early stopping's
+    patience, the validation passes and the history stay counted in `epochs`.
+
+    Args:
+        num_examples: examples in the training split.
+        batch_size: the global batch.
+        epochs: the planned epochs.
+        min_steps: the smallest total number of optimizer steps; 0 for one pass per epoch.
+        drop_remainder: whether the last partial batch of the (repeated) epoch is dropped.
+
+    Example:
+    >>> passes_per_epoch(720, 64, 20, 1000), passes_per_epoch(45, 64, 20, 1000), passes_per_epoch(50000, 64, 20, 1000)
+    (5, 72, 1)
+    """
+    if min_steps <= 0 or epochs * steps_per_epoch(num_examples, batch_size, drop_remainder) >= min_steps:
+        return 1
+    steps_wanted = math.ceil(min_steps / epochs)
+    return max(1, math.ceil(steps_wanted * batch_size / num_examples))
+
+
 def steps_per_execution(configured, steps_in_epoch, multi_worker=False):
     """The steps per compiled call: `train.steps_per_execution`, capped at the steps of an epoch.
 

@@ -67,6 +67,8 @@ def _fit(run, phase, start_epoch, seed):
         early_stopping_patience=train.early_stopping_patience, profile=train.profile,
         backup_dir=os.path.join(run.run_dir, phase["backup"]), cluster=run.cluster, initial_state=seed,
     )
+    # The caller's callbacks go before BackupAndRestore, which must stay last (kerasdl.callbacks).
+    callbacks[-1:-1] = run.extra_callbacks
     callbacks.append(progress_bar(run.steps))
     if phase["index"] > 1:
         run.log(f"phase {phase['index']}: {phase['name']}, {_trainable_parameters(run.model):,} trainable parameters")
@@ -81,7 +83,7 @@ def _fit(run, phase, start_epoch, seed):
         shuffle=False,
     )
     run.fit_seconds += time.time() - fit_started
-    run.examples_trained += len(history.epoch) * run.splits.train.size
+    run.examples_trained += len(history.epoch) * run.splits.train.size * run.passes_per_epoch
     end = history.epoch[-1] + 1 if history.epoch else max(start_epoch, rundir.saved_epoch(os.path.join(run.run_dir, phase["backup"])))
     early_stopping, checkpoint = (next(callback for callback in callbacks if type(callback).__name__ == kind) for kind in ("EarlyStopping", "ModelCheckpoint"))
     state = {

@@ -47,6 +47,8 @@ class Run:
     global_batch: int = 0
     learning_rate: float = 0.0
     steps: int = 0
+    # Passes over the training split in one epoch (more than 1 only under train.min_steps).
+    passes_per_epoch: int = 1
     steps_per_execution: int = 1
     data: dict = dataclasses.field(default_factory=dict)
     run_dir: str = None
@@ -55,13 +57,15 @@ class Run:
     phases: list = dataclasses.field(default_factory=list)
     fit_seconds: float = 0.0
     examples_trained: int = 0
+    # Callbacks the caller adds to every fit (e.g. kerasdl.tuning's time limit).
+    extra_callbacks: list = dataclasses.field(default_factory=list)
 
     @property
     def multi_worker(self):
         return self.cluster.num_workers > 1
 
 
-def train_and_evaluate(config, workdir=None, fresh=False, log=print):
+def train_and_evaluate(config, workdir=None, fresh=False, log=print, callbacks=()):
     """Trains `config.model_name` as configured and fills a run directory.
 
     Args:
@@ -70,6 +74,7 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
             under `config.output` (resumed) or a new `<output>/<model>/<timestamp>/`.
         fresh: start a new run even if an unfinished one with this config exists.
         log: where progress lines go.
+        callbacks: Keras callbacks added to every fit, after the standard ones.
 
     Returns:
         A summary dict: `run_dir`, `test_accuracy`, `test_loss`, `wall_time_s`, `initial_epoch`.
@@ -84,7 +89,9 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
     from kerasdl import outputs, phases
 
     started = time.time()
-    run = Run(config=config, entry=get_model_entry(config.model_name), log=log, fingerprint=rundir.config_fingerprint(config))
+    run = Run(
+        config=config, entry=get_model_entry(config.model_name), log=log, fingerprint=rundir.config_fingerprint(config), extra_callbacks=list(callbacks),
+    )
     start(run)
     if workdir is None and not fresh and not run.multi_worker:
         rundir.find_resumable_run(config, run.fingerprint)  # Refuse at once while the owner lives.
@@ -147,7 +154,10 @@ def data_facts(run):
     run.global_batch, run.learning_rate = distribute.scale_batch_and_learning_rate(train.batch_size, train.learning_rate, run.cluster.num_replicas)
     if run.cluster.num_replicas > 1:
         run.log(f"{run.cluster.num_replicas} replicas: global batch {run.global_batch}, learning rate {run.learning_rate:g}")
-    run.steps = optim.steps_per_epoch(splits.train.size, run.global_batch, drop_remainder=run.multi_worker)
+    run.passes_per_epoch = optim.passes_per_epoch(splits.train.size, run.global_batch, train.epochs, train.min_steps, drop_remainder=run.multi_worker)
+    run.steps = optim.steps_per_epoch(splits.train.size * run.passes_per_epoch, run.global_batch, drop_remainder=run.multi_worker)
+    if run.passes_per_epoch > 1:
+        run.log(f"{run.passes_per_epoch} passes over the training split per epoch ({run.steps} steps), so that {train.epochs} epochs hold train.min_steps={train.min_steps} steps")
     run.steps_per_execution = optim.steps_per_execution(train.steps_per_execution, run.steps, run.multi_worker)
     if run.multi_worker and train.steps_per_execution != 1:
         run.log(f"multi-worker training runs one step per call (train.steps_per_execution={train.steps_per_execution} ignored)")
@@ -196,9 +206,12 @@ def make_pipelines(run):
         options = {key: value for key, value in dataclasses.asdict(config.augment).items() if key != "enabled"}
         if not splits.mirror_symmetric:
             options["flip"] = "none"
-        augmenter = make_augmenter(seed=config.train.seed, **options)
+        augmenter = make_augmenter(seed=config.train.seed, image_shape=splits.input_shape, **options)
     common = dict(seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
-    train = make_pipeline(splits.train, run.global_batch, training=True, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer, **common)
+    train = make_pipeline(
+        splits.train, run.global_batch, training=True, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer,
+        passes=run.passes_per_epoch, **common,
+    )
     validation = make_pipeline(splits.validation, run.global_batch, training=False, tokenizer=run.tokenizer, **common)
     if run.multi_worker:
         train, validation = distribute.shard_by_data(train), distribute.shard_by_data(validation)

@@ -5,6 +5,7 @@ without TensorFlow.
 """
 
 from kerasdl.models.registry import call_builder, register_model
+from kerasdl.search_space import TRAINING_RANGES, Choice, Float, Int
 
 
 def mlp(
@@ -65,8 +66,17 @@ def mlp(
     return keras.Model(inputs, logits, name=name)
 
 
+# What `python -m training.tune mlp` searches, and why.
+SEARCH_SPACE = {
+    **TRAINING_RANGES,
+    "model.hidden_units": Choice((64, 128, 256, 512), reason="the seed's 128 for 64 features; raw pixels and larger sets use wider layers"),
+    "model.num_hidden_layers": Int(1, 3, reason="one hidden layer is the seed's; a second or third helps pixels more than features"),
+    "model.dropout_rate": Float(0.0, 0.5, step=0.1, reason="0 is the seed's; wider layers on small sets need some"),
+}
+
+
 # A shallow network: ONNX Runtime matches it as closely as the SavedModel does.
-@register_model("mlp", modalities=("features", "image"), builders=(mlp,), tolerances={"onnx": 1e-5})
+@register_model("mlp", modalities=("features", "image"), builders=(mlp,), tolerances={"onnx": 1e-5}, search_space=SEARCH_SPACE)
 def build_from_data(facts, **options):
     """The `mlp` entry: the data's shape, classes and statistics, plus the `model.*` options."""
     return call_builder(
