@@ -21,7 +21,7 @@ def plan_phases(run):
     config, entry = run.config, run.entry
     phases = [{
         "index": 1, "name": "train" if entry.set_trainable_blocks is None else "head (frozen base)",
-        "epochs_planned": config.train.epochs, "learning_rate": run.learning_rate, "lr_schedule": config.train.lr_schedule, "backup": "backup",
+        "epochs_planned": run.selected_epochs or config.train.epochs, "learning_rate": run.learning_rate, "lr_schedule": config.train.lr_schedule, "backup": "backup",
     }]
     if entry.set_trainable_blocks is not None and config.finetune.blocks > 0 and config.finetune.epochs > 0:
         phases.append({
@@ -67,8 +67,9 @@ def _fit(run, phase, start_epoch, seed):
         early_stopping_patience=train.early_stopping_patience, profile=train.profile,
         backup_dir=os.path.join(run.run_dir, phase["backup"]), cluster=run.cluster, initial_state=seed,
     )
-    # The caller's callbacks go before BackupAndRestore, which must stay last (kerasdl.callbacks).
-    callbacks[-1:-1] = run.extra_callbacks
+    # The caller's callbacks go first: a callback that fills in the epoch's scores
+    # (kerasdl.selection) must run before early stopping reads them; BackupAndRestore stays last.
+    callbacks[0:0] = run.extra_callbacks
     callbacks.append(progress_bar(run.steps))
     if phase["index"] > 1:
         run.log(f"phase {phase['index']}: {phase['name']}, {_trainable_parameters(run.model):,} trainable parameters")

@@ -7,7 +7,9 @@
 4. `build_and_compile`: the model under the strategy;
 5. `make_pipelines`: tf.data for training, validation and test;
 6. `open_run_dir`: a new run directory, or the unfinished one of this config to resume (locked);
-7. `fit_phases` (`kerasdl.phases`): training, and fine-tuning for two-phase models;
+7. `fit_phases` (`kerasdl.phases`): training, and fine-tuning for two-phase models; when
+   the validation split is too small to trust, the epoch is first chosen by cross-validation
+   and the model trains on train+validation (`kerasdl.selection`);
 8. `evaluate` and 9. `write_artifacts` (`kerasdl.outputs`): the test split, then model, metrics and report.
 
 `training/run.py` is the command line; tests, benchmarks and notebooks call the same code.
@@ -59,6 +61,10 @@ class Run:
     examples_trained: int = 0
     # Callbacks the caller adds to every fit (e.g. kerasdl.tuning's time limit).
     extra_callbacks: list = dataclasses.field(default_factory=list)
+    # The training pipeline's augmentation layers (None without augmentation).
+    augmenter: object = None
+    # The epochs chosen by cross-validation (kerasdl.selection); None trains train.epochs.
+    selected_epochs: int = None
 
     @property
     def multi_worker(self):
@@ -86,7 +92,7 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print, callbacks=(
     >>> from kerasdl.config import resolve_config
     >>> summary = train_and_evaluate(resolve_config("mlp", flags={"epochs": 2}))
     """
-    from kerasdl import outputs, phases
+    from kerasdl import outputs, phases, selection
 
     started = time.time()
     run = Run(
@@ -102,6 +108,8 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print, callbacks=(
         build_and_compile(run)
         make_pipelines(run)
         initial_epoch = open_run_dir(run, workdir, fresh)
+        if selection.needed(run):
+            selection.apply(run)
         phases.fit_phases(run)
         metrics = outputs.evaluate(run, started)
         if run.cluster.is_chief:
@@ -207,6 +215,7 @@ def make_pipelines(run):
         if not splits.mirror_symmetric:
             options["flip"] = "none"
         augmenter = make_augmenter(seed=config.train.seed, image_shape=splits.input_shape, **options)
+    run.augmenter = augmenter
     common = dict(seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
     train = make_pipeline(
         splits.train, run.global_batch, training=True, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer,
