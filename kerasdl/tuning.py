@@ -107,6 +107,9 @@ def search(config, max_trials, max_minutes, strategy="bayesian", tune_dir=None, 
     rundir.take_lock(tune_dir, fingerprint)
     elapsed_before = float(state["elapsed_s"])
     budget = _Budget(max_trials, max_minutes, elapsed_before)
+    # KerasTuner prints the traceback of every failed trial when DEBUG is on (its default); a
+    # failed trial is logged here in one line, and its message keeps the traceback.
+    keras_tuner.src.config.DEBUG = False
     try:
         tuner = _make_tuner(config, space, strategy, tune_dir, budget, state, log)
         if elapsed_before:
@@ -117,6 +120,11 @@ def search(config, max_trials, max_minutes, strategy="bayesian", tune_dir=None, 
             tuner.search(verbose=0)
         except _SearchOver:
             pass
+        except RuntimeError as error:
+            if "consecutive failures" not in str(error):
+                raise
+            # KerasTuner's stop after 3 failed trials in a row; each was logged with its reason.
+            raise TuneError(f"the search stopped: {str(error).splitlines()[0]} (each trial's reason is logged above)") from None
     finally:
         state["elapsed_s"] = budget.elapsed()
         _write_json(os.path.join(tune_dir, STATE_FILE), state)
@@ -187,15 +195,14 @@ def _make_tuner(config, space, strategy, tune_dir, budget, state, log):
         def pre_create_trial(self):
             # An interrupted trial waits in the retry queue: it runs again whatever the count.
             retrying = bool(self.oracle._retry_queue) or self.tuner_id in self.oracle.ongoing_trials
-            ended = [trial for trial in self.oracle.trials.values() if trial.status in ("COMPLETED", "FAILED", "INVALID")]
-            if not retrying and len(ended) >= budget.max_trials:
+            if not retrying and _ended(self) >= budget.max_trials:
                 raise _SearchOver()
             if budget.minutes_left() <= 0:
                 log(f"the time limit ({budget.max_minutes:g} minutes) is reached")
                 raise _SearchOver()
 
         def run_trial(self, trial, *args, **kwargs):
-            return _run_trial(config, space, trial, tune_dir, budget, state, log)
+            return _run_trial(self, config, space, trial, tune_dir, budget, state, log)
 
     return Search(oracle=oracle, directory=tune_dir, project_name="keras_tuner", overwrite=False)
 
@@ -208,6 +215,9 @@ def _declare(hyperparameters, key, spec, current):
     elif isinstance(spec, Int):
         default = current if isinstance(current, int) and spec.low <= current <= spec.high else None
         hyperparameters.Int(key, spec.low, spec.high, step=spec.step, sampling="log" if spec.log else "linear", default=default)
+    elif isinstance(spec, Choice) and all(isinstance(value, bool) for value in spec.values):
+        # KerasTuner's Choice hands booleans back as 0 and 1; its Boolean keeps them booleans.
+        hyperparameters.Boolean(key, default=bool(current) if isinstance(current, bool) else False)
     elif isinstance(spec, Choice):
         # KerasTuner's choices are numbers, strings or booleans; lists (filter counts) travel as JSON.
         encoded = [_encode(value) for value in spec.values]
@@ -224,6 +234,9 @@ def _encode(value):
 def _decode(value):
     if isinstance(value, str) and value.startswith("["):
         return json.loads(value)
+    if isinstance(value, float):
+        # KerasTuner's grid steps add round-off (0.1 * 3 = 0.30000000000000004); 6 digits keep every value apart.
+        return float(f"{value:.6g}")
     return value
 
 
@@ -250,7 +263,12 @@ def trial_config(config, values):
     return trial
 
 
-def _run_trial(config, space, trial, tune_dir, budget, state, log):
+def _ended(tuner):
+    """Trials that ran to an end (complete or failed), interrupted ones aside."""
+    return sum(trial.status in ("COMPLETED", "FAILED", "INVALID") for trial in tuner.oracle.trials.values())
+
+
+def _run_trial(tuner, config, space, trial, tune_dir, budget, state, log):
     from kerasdl.console import user_error_message
     from kerasdl.train import train_and_evaluate
 
@@ -258,13 +276,16 @@ def _run_trial(config, space, trial, tune_dir, budget, state, log):
     settings = {key: _decode(value) for key, value in values.items() if key in space}
     shown = ", ".join(f"{key}={value}" for key, value in settings.items())
     epochs = f", {values['tuner/epochs']} epochs" if "tuner/epochs" in values else ""
-    log(f"trial {trial.trial_id} ({len(_finished(state)) + 1} of up to {budget.max_trials}{epochs}): {shown}")
+    log(f"trial {trial.trial_id} ({_ended(tuner) + 1} of up to {budget.max_trials}{epochs}): {shown}")
     run_dir = os.path.join(tune_dir, "trials", f"trial_{trial.trial_id}")
     deadline = DeadlineCallback(budget.deadline)
     started = time.time()
+    # Outside the `try`: a declared value the config refuses is a bug of the declaration (its traceback shows).
+    settings_config = trial_config(config, values)
     try:
-        summary = train_and_evaluate(trial_config(config, values), workdir=run_dir, log=log, callbacks=[deadline])
+        summary = train_and_evaluate(settings_config, workdir=run_dir, log=log, callbacks=[deadline])
     except ConfigError as error:  # Values the builder refuses together: this trial fails, the search goes on.
+        log(f"trial {trial.trial_id} failed: {error}")
         raise keras_tuner.errors.FailedTrialError(str(error)) from error
     except Exception as error:
         message = user_error_message(error)
@@ -284,7 +305,7 @@ def _run_trial(config, space, trial, tune_dir, budget, state, log):
     log(
         f"trial {trial.trial_id} done in {record['seconds']:.0f} s{cut}: val_loss {scores['val_loss']:.4f}, val_accuracy {scores['val_accuracy']:.4f}; "
         f"best so far: trial {best['trial_id']} (val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.4f}); "
-        f"{len(_finished(state))} of up to {budget.max_trials} trials done, {budget.minutes_left():.1f} of {budget.max_minutes:g} minutes left"
+        f"{_ended(tuner) + 1} of up to {budget.max_trials} trials done, {budget.minutes_left():.1f} of {budget.max_minutes:g} minutes left"
     )
     return {OBJECTIVE: scores["val_loss"], "val_accuracy": scores["val_accuracy"]}
 

@@ -19,7 +19,7 @@ def gru(
     normalization_mean=None,
     normalization_variance=None,
     use_cudnn=False,
-    normalization="dataset",
+    normalization="auto",
     name="gru",
 ):
     """Builds a stacked (bi)GRU that classifies zero-padded numeric sequences (`recurrent.sequence_classifier`).
@@ -35,7 +35,9 @@ def gru(
         normalization_variance: per-feature variance of the training split.
         use_cudnn: passed to every `keras.layers.GRU`; keep False for ONNX export.
         normalization: "dataset" (per-feature statistics of the training split), "series"
-            (each series z-normalized on its own, the UCR convention) or "none".
+            (each series z-normalized on its own, the UCR convention), "none", or "auto":
+            "series" for univariate series, "dataset" for several features (see
+            `recurrent.sequence_classifier`; measured in benchmarks/small_data.py).
         name: the model's name.
 
     Example:

@@ -19,7 +19,7 @@ from kerasdl.models.registry import TextSupport, call_builder
 from kerasdl.search_space import TRAINING_RANGES, Choice, Float, Int
 
 # How `sequence_classifier` scales its input (see its `normalization` argument).
-SEQUENCE_NORMALIZATIONS = ("dataset", "series", "none")
+SEQUENCE_NORMALIZATIONS = ("auto", "dataset", "series", "none")
 
 # TextVectorization's settings, which the TensorFlow-free tokenizer reproduces.
 STANDARDIZE = "lower_and_strip_punctuation"
@@ -37,7 +37,7 @@ def sequence_classifier(
     normalization_mean=None,
     normalization_variance=None,
     use_cudnn=False,
-    normalization="dataset",
+    normalization="auto",
     name="lstm",
 ):
     """Builds a stacked (bidirectional) recurrent classifier of zero-padded numeric sequences.
@@ -67,7 +67,9 @@ def sequence_classifier(
         normalization: "dataset" standardizes each feature with the training split's
             statistics; "series" z-normalizes each series on its own over its valid steps
             (`layers.SeriesStandardization`, the UCR archive's convention), which makes a
-            prediction independent of a series' offset and scale; "none" feeds raw values.
+            prediction independent of a series' offset and scale; "none" feeds raw values;
+            "auto" is "series" for univariate series (one feature, as in the UCR archive)
+            and "dataset" for several features, whose relative sizes carry information.
         name: the model's name.
 
     Example:
@@ -84,6 +86,8 @@ def sequence_classifier(
         raise ValueError(f"{name} needs sequences of shape (time steps or None, features), got {input_shape}")
     if normalization not in SEQUENCE_NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {', '.join(SEQUENCE_NORMALIZATIONS)}, got {normalization!r}")
+    if normalization == "auto":
+        normalization = "series" if input_shape[-1] == 1 else "dataset"
 
     # Layers.
     masking = keras.layers.Masking(mask_value=0.0, name="masking")
@@ -290,7 +294,7 @@ RECURRENT_SEARCH_SPACE = {
     "model.num_layers": Int(1, 2, reason="a second stacked layer doubles the cost; it helps long sequences, rarely small sets"),
     "model.dropout_rate": Float(0.0, 0.5, step=0.1, reason="dropout after each recurrent layer; 0.2 is the default"),
     "model.normalization": Choice(
-        SEQUENCE_NORMALIZATIONS[:2], modalities=("sequence",),
+        ("dataset", "series"), modalities=("sequence",),
         reason="per-series z-normalization (UCR's convention) ignores each series' offset and scale; the dataset statistics keep them",
     ),
     "model.embedding_dim": Choice((32, 64, 128), modalities=("text",), reason="small sets learn few useful embedding dimensions; larger ones use more"),
