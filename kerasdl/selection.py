@@ -33,6 +33,7 @@ import os
 import keras
 import numpy as np
 
+from kerasdl.console import hide_retracing_warnings
 from kerasdl.data.pipeline import make_pipeline, take_examples
 from kerasdl.data.source import Split
 
@@ -106,6 +107,7 @@ def cross_validate(run, pool_x, pool_y):
     from kerasdl import optim
     from kerasdl.train import _build_model
 
+    hide_retracing_warnings()
     config = run.config
     train = config.train
     folds = min(train.cross_validation_folds, int(np.bincount(pool_y).min()))

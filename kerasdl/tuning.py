@@ -47,6 +47,7 @@ import yaml
 
 from kerasdl import rundir
 from kerasdl.config import ConfigError, set_value
+from kerasdl.console import hide_retracing_warnings
 from kerasdl.search_space import Choice, Float, Int, applies
 
 STRATEGIES = ("bayesian", "hyperband")
@@ -110,6 +111,7 @@ def search(config, max_trials, max_minutes, strategy="bayesian", tune_dir=None, 
     # KerasTuner prints the traceback of every failed trial when DEBUG is on (its default); a
     # failed trial is logged here in one line, and its message keeps the traceback.
     keras_tuner.src.config.DEBUG = False
+    hide_retracing_warnings()
     try:
         tuner = _make_tuner(config, space, strategy, tune_dir, budget, state, log)
         if elapsed_before:
