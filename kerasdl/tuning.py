@@ -70,7 +70,7 @@ def default_tune_dir(config, strategy):
     return os.path.join(config.output, config.model_name, f"tune-{strategy}-{rundir.config_fingerprint(config)}")
 
 
-def search(config, max_trials, max_minutes, strategy="bayesian", tune_dir=None, log=print):
+def search(config, max_trials, max_minutes, strategy="bayesian", tune_dir=None, log=print, started=None):
     """Searches `config.model_name`'s declared space; returns the summary (also in `summary.json`).
 
     Args:
@@ -81,6 +81,8 @@ def search(config, max_trials, max_minutes, strategy="bayesian", tune_dir=None, 
         strategy: "bayesian" or "hyperband".
         tune_dir: where the search lives; None uses `default_tune_dir`.
         log: where progress lines go.
+        started: when this session's clock starts (`time.time()`); None: now. The command
+            line passes its own start, so that loading TensorFlow and the data count too.
 
     Returns:
         `{"tune_dir", "trials": [...], "best": {...}, "best_yaml", "test_accuracy", "elapsed_s"}`.
@@ -107,7 +109,7 @@ def search(config, max_trials, max_minutes, strategy="bayesian", tune_dir=None, 
         raise TuneError(f"{tune_dir} holds another search ({state.get('strategy')}, config {state.get('fingerprint')}); choose another --tune-dir or delete it")
     rundir.take_lock(tune_dir, fingerprint)
     elapsed_before = float(state["elapsed_s"])
-    budget = _Budget(max_trials, max_minutes, elapsed_before)
+    budget = _Budget(max_trials, max_minutes, elapsed_before, started)
     # KerasTuner prints the traceback of every failed trial when DEBUG is on (its default); a
     # failed trial is logged here in one line, and its message keeps the traceback.
     keras_tuner.src.config.DEBUG = False
@@ -168,9 +170,9 @@ class _SearchOver(Exception):
 
 
 class _Budget:
-    def __init__(self, max_trials, max_minutes, elapsed_before):
+    def __init__(self, max_trials, max_minutes, elapsed_before, started=None):
         self.max_trials, self.max_minutes = max_trials, max_minutes
-        self.session_started, self.elapsed_before = time.time(), elapsed_before
+        self.session_started, self.elapsed_before = started or time.time(), elapsed_before
         self.deadline = self.session_started + max_minutes * 60.0 - elapsed_before
 
     def elapsed(self):

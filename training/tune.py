@@ -12,6 +12,7 @@ search starts from). What is searched is declared beside each model (its registr
 
 import argparse
 import sys
+import time
 
 from kerasdl.console import quiet_startup, run_cli
 from training.run import OneLineParser, add_config_arguments, config_from_arguments
@@ -45,10 +46,11 @@ def main(argv=None):
 
 
 def _tune(arguments):
+    started = time.time()  # --max-minutes counts loading TensorFlow and the data too.
     config = config_from_arguments(arguments, skip=SKIPPED_FLAGS)
     from kerasdl.tuning import search
 
-    summary = search(config, arguments.max_trials, arguments.max_minutes, arguments.search_strategy, arguments.tune_dir)
+    summary = search(config, arguments.max_trials, arguments.max_minutes, arguments.search_strategy, arguments.tune_dir, started=started)
     return 0 if summary["best"] is not None else 1
 
 

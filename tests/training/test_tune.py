@@ -125,3 +125,25 @@ def test_bad_arguments_and_data_are_one_line_errors(cli, tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in result.stderr
     assert "missing.csv" in result.stderr
+
+
+def test_minutes_spent_in_earlier_sessions_count(tmp_path):
+    from kerasdl import rundir
+    from kerasdl.tuning import STATE_FILE, search
+
+    config = resolve_config("mlp", sets=[f"output={tmp_path}"], flags={"epochs": 1})
+    tune_dir = tmp_path / "search"
+    tune_dir.mkdir()
+    # An earlier session used the whole minute: this one starts no trial and says why.
+    (tune_dir / STATE_FILE).write_text(json.dumps({"fingerprint": rundir.config_fingerprint(config), "strategy": "bayesian", "elapsed_s": 60.0, "trials": {}}))
+    lines = []
+    summary = search(config, max_trials=2, max_minutes=1.0, tune_dir=str(tune_dir), log=lines.append)
+    assert "the time limit (1 minutes) is reached" in lines and summary["trials"] == [] and summary["best"] is None
+    assert not (tune_dir / "trials").exists() and not (tune_dir / "RUNNING").exists()
+    assert json.loads((tune_dir / STATE_FILE).read_text())["elapsed_s"] >= 60.0
+    # Another search's directory is refused in one line.
+    other = resolve_config("mlp", sets=[f"output={tmp_path}"], flags={"epochs": 2})
+    from kerasdl.tuning import TuneError
+
+    with pytest.raises(TuneError, match="holds another search"):
+        search(other, max_trials=1, max_minutes=1.0, tune_dir=str(tune_dir), log=lines.append)
