@@ -121,6 +121,20 @@ def steps_per_epoch(num_examples, batch_size, drop_remainder=False):
     return max(1, steps)
 
 
+def training_batch(batch_size, num_examples):
+    """The training batch of a split of `num_examples`: `batch_size`, or the whole split when it is smaller.
+
+    A split smaller than one batch is one batch either way; when the split repeats within an
+    epoch (`passes_per_epoch`), a batch larger than the split would hold some examples twice
+    and cost more for the same gradient.
+
+    Example:
+    >>> training_batch(64, 45), training_batch(64, 1437)
+    (45, 64)
+    """
+    return max(1, min(batch_size, num_examples))
+
+
 def passes_per_epoch(num_examples, batch_size, epochs, min_steps, drop_remainder=False):
     """Passes over the training split per epoch so that `epochs` epochs hold at least `min_steps` steps.
 

@@ -170,14 +170,18 @@ def _steps(run, size):
     from kerasdl import optim
 
     train = run.config.train
-    passes = optim.passes_per_epoch(size, run.global_batch, train.epochs, train.min_steps)
-    return passes, optim.steps_per_epoch(size * passes, run.global_batch)
+    batch = optim.training_batch(run.global_batch, size)
+    passes = optim.passes_per_epoch(size, batch, train.epochs, train.min_steps)
+    return passes, optim.steps_per_epoch(size * passes, batch)
 
 
 def _pipeline(run, split, passes, training):
+    from kerasdl import optim
+
     config = run.config
+    batch = optim.training_batch(run.global_batch, split.size) if training else run.global_batch
     return make_pipeline(
-        split, run.global_batch, training=training, seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb,
+        split, batch, training=training, seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb,
         shuffle_buffer=config.data.shuffle_buffer, tokenizer=run.tokenizer, passes=passes, augmenter=run.augmenter if training else None,
     )
 

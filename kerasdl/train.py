@@ -47,6 +47,9 @@ class Run:
     train_model: object = None
     tokenizer: object = None
     global_batch: int = 0
+    # The training batch: the global batch, or the whole training split when that is smaller,
+    # so that a split repeated within an epoch never puts one example twice in a batch.
+    train_batch: int = 0
     learning_rate: float = 0.0
     steps: int = 0
     # Passes over the training split in one epoch (more than 1 only under train.min_steps).
@@ -162,8 +165,9 @@ def data_facts(run):
     run.global_batch, run.learning_rate = distribute.scale_batch_and_learning_rate(train.batch_size, train.learning_rate, run.cluster.num_replicas)
     if run.cluster.num_replicas > 1:
         run.log(f"{run.cluster.num_replicas} replicas: global batch {run.global_batch}, learning rate {run.learning_rate:g}")
-    run.passes_per_epoch = optim.passes_per_epoch(splits.train.size, run.global_batch, train.epochs, train.min_steps, drop_remainder=run.multi_worker)
-    run.steps = optim.steps_per_epoch(splits.train.size * run.passes_per_epoch, run.global_batch, drop_remainder=run.multi_worker)
+    run.train_batch = run.global_batch if run.multi_worker else optim.training_batch(run.global_batch, splits.train.size)
+    run.passes_per_epoch = optim.passes_per_epoch(splits.train.size, run.train_batch, train.epochs, train.min_steps, drop_remainder=run.multi_worker)
+    run.steps = optim.steps_per_epoch(splits.train.size * run.passes_per_epoch, run.train_batch, drop_remainder=run.multi_worker)
     if run.passes_per_epoch > 1:
         run.log(f"{run.passes_per_epoch} passes over the training split per epoch ({run.steps} steps), so that {train.epochs} epochs hold train.min_steps={train.min_steps} steps")
     run.steps_per_execution = optim.steps_per_execution(train.steps_per_execution, run.steps, run.multi_worker)
@@ -218,7 +222,7 @@ def make_pipelines(run):
     run.augmenter = augmenter
     common = dict(seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
     train = make_pipeline(
-        splits.train, run.global_batch, training=True, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer,
+        splits.train, run.train_batch, training=True, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer,
         passes=run.passes_per_epoch, **common,
     )
     validation = make_pipeline(splits.validation, run.global_batch, training=False, tokenizer=run.tokenizer, **common)
