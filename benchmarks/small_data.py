@@ -41,12 +41,17 @@ def _mnist(folder):
     return common.mnist_npz(folder, 1800, 1000)
 
 
-def _cifar(folder):
-    """A 2,000-image stratified slice of the CIFAR-10 JPEG folder (symlinks)."""
-    path = os.path.join(folder, "cifar2000")
+def _cifar(folder, count=2000):
+    """A stratified slice of `count` images of the CIFAR-10 JPEG folder (symlinks)."""
+    path = os.path.join(folder, f"cifar{count}")
     if not os.path.isdir(path):
-        common.image_folder_of(2000, path)
+        common.image_folder_of(count, path)
     return path
+
+
+def _cifar800(folder):
+    """800 images: the issue's 720 training / 80 validation images."""
+    return _cifar(folder, 800)
 
 
 # name -> (model, data, sets). `data` is a ../shared/data path (tuple of parts) or a writer.
@@ -80,6 +85,9 @@ CASES = {
     "cifar2000_new": ("cnn", _cifar, ()),
     "cifar2000_no_augment": ("cnn", _cifar, ("augment.enabled=false",)),
     "cifar2000_dropout_03": ("cnn", _cifar, ("model.dropout_rate=0.3",)),
+    # 800 images, the issue's example: an 80-image validation split, plain or cross-validated.
+    "cifar800_new": ("cnn", _cifar800, ()),
+    "cifar800_cross_validated": ("cnn", _cifar800, ("train.min_validation_examples=100",)),
     "mnist1800_before": ("cnn", _mnist, BEFORE + BEFORE_AUGMENT),
     "mnist1800_new": ("cnn", _mnist, ()),
     "mnist1800_no_flip": ("cnn", _mnist, ("augment.flip=none",)),
@@ -88,7 +96,7 @@ CASES = {
 # What each group of cases decides, quoted by the defaults' reasons.
 DECISIONS = {
     "train.min_steps": ["gunpoint_before", "gunpoint_steps", "ecg200_before", "ecg200_steps", "coffee_before", "coffee_steps", "sst2_300_before", "sst2_300_new", "cifar2000_affine", "cifar2000_before"],
-    "train.min_validation_examples": ["gunpoint_steps", "gunpoint_new", "ecg200_steps", "ecg200_new", "coffee_steps", "coffee_new"],
+    "train.min_validation_examples": ["gunpoint_steps", "gunpoint_new", "ecg200_steps", "ecg200_new", "coffee_steps", "coffee_new", "cifar800_new", "cifar800_cross_validated"],
     "model.normalization (auto: series for one feature)": ["gunpoint_new", "gunpoint_dataset_norm", "ecg200_new", "ecg200_dataset_norm", "digits_sequence_new", "digits_sequence_series_norm"],
     "text LSTM regularization": ["sst2_300_new", "sst2_300_spatial", "sst2_300_recurrent", "sst2_300_small_embedding", "sst2_300_decay"],
     "augment (pad + crop for <= 64 px)": ["cifar2000_affine", "cifar2000_new", "cifar2000_no_augment", "mnist1800_new", "mnist1800_no_flip", "mnist1800_no_augment"],

@@ -121,18 +121,25 @@ def steps_per_epoch(num_examples, batch_size, drop_remainder=False):
     return max(1, steps)
 
 
-def training_batch(batch_size, num_examples):
-    """The training batch of a split of `num_examples`: `batch_size`, or the whole split when it is smaller.
+# The smallest batch `training_batch` makes of a small split: Wang et al. (2017), whose FCN
+# and ResNet set the UCR references, train with min(n / 10, 16).
+SMALL_SPLIT_MIN_BATCH = 16
 
-    A split smaller than one batch is one batch either way; when the split repeats within an
-    epoch (`passes_per_epoch`), a batch larger than the split would hold some examples twice
-    and cost more for the same gradient.
+
+def training_batch(batch_size, num_examples):
+    """The training batch of a split of `num_examples`: `batch_size`, but at most a quarter of a small split.
+
+    A split of fewer than four batches would take one or two steps a pass, near full-batch
+    gradient descent: on GunPoint (45 series) the LSTM reached 0.83 test accuracy with the
+    whole split as its batch against 0.98 with 16 (benchmarks/small_data.py). So the batch
+    is at most a quarter of the split, but not below `SMALL_SPLIT_MIN_BATCH` (nor above the
+    split), and a split repeated within an epoch never puts an example twice in one batch.
 
     Example:
-    >>> training_batch(64, 45), training_batch(64, 1437)
-    (45, 64)
+    >>> training_batch(64, 45), training_batch(64, 90), training_batch(64, 10), training_batch(64, 1437)
+    (16, 23, 10, 64)
     """
-    return max(1, min(batch_size, num_examples))
+    return max(1, min(batch_size, num_examples, max(SMALL_SPLIT_MIN_BATCH, math.ceil(num_examples / 4))))
 
 
 def passes_per_epoch(num_examples, batch_size, epochs, min_steps, drop_remainder=False):

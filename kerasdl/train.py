@@ -47,8 +47,7 @@ class Run:
     train_model: object = None
     tokenizer: object = None
     global_batch: int = 0
-    # The training batch: the global batch, or the whole training split when that is smaller,
-    # so that a split repeated within an epoch never puts one example twice in a batch.
+    # The training batch: the global batch, smaller for a split of under four batches (kerasdl.optim.training_batch).
     train_batch: int = 0
     learning_rate: float = 0.0
     steps: int = 0
@@ -166,6 +165,8 @@ def data_facts(run):
     if run.cluster.num_replicas > 1:
         run.log(f"{run.cluster.num_replicas} replicas: global batch {run.global_batch}, learning rate {run.learning_rate:g}")
     run.train_batch = run.global_batch if run.multi_worker else optim.training_batch(run.global_batch, splits.train.size)
+    if run.train_batch < run.global_batch:
+        run.log(f"batches of {run.train_batch}: the {splits.train.size} training examples are under four batches of {run.global_batch}")
     run.passes_per_epoch = optim.passes_per_epoch(splits.train.size, run.train_batch, train.epochs, train.min_steps, drop_remainder=run.multi_worker)
     run.steps = optim.steps_per_epoch(splits.train.size * run.passes_per_epoch, run.train_batch, drop_remainder=run.multi_worker)
     if run.passes_per_epoch > 1:

@@ -32,8 +32,8 @@ def test_small_splits_repeat_within_an_epoch_until_the_epochs_hold_min_steps():
     # 720 images in batches of 64 are 12 steps: 20 epochs give 240, so each epoch makes 5 passes (57 steps).
     assert passes_per_epoch(720, 64, 20, 1000) == 5 and steps_per_epoch(720 * 5, 64) == 57
     assert passes_per_epoch(45, 64, 20, 1000) == 72
-    # A split smaller than the batch trains in batches of the whole split, never an example twice per batch.
-    assert training_batch(64, 45) == 45 and passes_per_epoch(45, 45, 20, 1000) == 50
+    # A split of under four batches trains in batches of a quarter of it (at least 16, at most all of it).
+    assert (training_batch(64, 45), training_batch(64, 90), training_batch(64, 10), training_batch(64, 1437)) == (16, 23, 10, 64)
     # Large sets and a switched-off minimum keep one pass per epoch.
     assert passes_per_epoch(50_000, 64, 20, 1000) == 1 and passes_per_epoch(45, 64, 20, 0) == 1
 
@@ -71,11 +71,13 @@ def test_a_run_on_a_small_split_trains_the_step_minimum(tmp_path):
     )
     lines = []
     summary = train_and_evaluate(config, log=lines.append)
-    # 48 training examples are one batch (of 48, not 64: no example twice in a batch): 2 epochs
-    # need 20 steps each, i.e. 20 passes.
-    passes = passes_per_epoch(48, 48, 2, 40)
-    assert passes == 20
-    assert f"{passes} passes over the training split per epoch ({steps_per_epoch(48 * passes, 48)} steps)" in "\n".join(lines)
+    # 48 training examples train in batches of 16 (a quarter, at least 16): 3 steps a pass, and
+    # 2 epochs need 20 steps each, i.e. 7 passes.
+    log = "\n".join(lines)
+    assert "batches of 16: the 48 training examples are under four batches of 64" in log
+    passes = passes_per_epoch(48, 16, 2, 40)
+    assert passes == 7
+    assert f"{passes} passes over the training split per epoch ({steps_per_epoch(48 * passes, 16)} steps)" in log
     metrics = json.loads((Path(summary["run_dir"]) / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["train_examples"] == 48
 
