@@ -30,6 +30,7 @@ BENCHMARKS = {
     "training_throughput": "training_throughput",
     "input_pipeline": "input_pipeline",
     "accuracy": "accuracy",
+    "small_data": "small_data",
     "latency": "latency",
     "onnx_recurrent": "onnx_recurrent",
     "backends": "backends",

@@ -77,9 +77,14 @@ class AugmentConfig:
     # "horizontal", "vertical", "horizontal_and_vertical" or "none". Sources that are not
     # mirror-symmetric (digits) switch flipping off themselves.
     flip: str = "horizontal"
-    # Fractions of a full turn / of the size / of the value range; small values keep labels true.
-    rotation: float = 0.05
-    zoom: float = 0.1
+    # Geometric options, None following the image size (kerasdl.data.augment.SIZE_DEFAULTS,
+    # with the measurement): images of at most 64 px get a random shift of 1/8 of the side
+    # (pad + random crop, the standard CIFAR recipe) and no rotation or zoom; larger images
+    # get rotation 0.05 of a turn and zoom 0.1 and no shift. A number applies to every size.
+    translation: typing.Optional[float] = None
+    rotation: typing.Optional[float] = None
+    zoom: typing.Optional[float] = None
+    # Fractions of the value range; small values keep labels true.
     brightness: float = 0.1
     contrast: float = 0.1
 
@@ -88,6 +93,13 @@ class AugmentConfig:
 class TrainConfig:
     # Early stopping ends most runs well before this.
     epochs: int = 20
+    # The default budget is counted in optimizer steps: when `epochs` passes over a small
+    # training split give fewer steps than this, each epoch repeats the split (several
+    # passes per epoch) until the epochs hold this many steps; early stopping still ends
+    # the run. (A CNN on 720 images stopped after ~225 steps still improving, issue 12.)
+    # An explicit train.epochs (flag, --set or file) is taken literally: it sets this to 0
+    # unless this key is given too. 0 counts epochs only. MEASURED_MIN_STEPS below says why.
+    min_steps: int = 1000
     # 64 is small enough for the 1.4k-example default split to give ~23 steps an epoch.
     batch_size: int = 64
     # Adam's usual default; fine-tuning phases use finetune.learning_rate instead.
@@ -111,6 +123,14 @@ class TrainConfig:
     plateau_patience: int = 2
     # Stop after 5 epochs without a better validation loss; the best weights are restored.
     early_stopping_patience: int = 5
+    # A validation split smaller than this cannot guide early stopping (one example of 10 is
+    # 10 points of accuracy), so the epoch is chosen by k-fold cross-validation on
+    # train+validation and the model then trains on both (kerasdl.selection). 0 turns it off.
+    # MEASURED below (benchmarks/small_data.py).
+    min_validation_examples: int = 50
+    # Folds of that cross-validation: 3 keeps its cost at 3 extra fits of two thirds of the
+    # pool (every pooled example still validates once).
+    cross_validation_folds: int = 3
     # One seed drives splits, shuffling, augmentation and initialization.
     seed: int = 42
     # 16 steps per compiled call: 1.70x the MLP's, 1.30x the CNN's and 1.08x the LSTM's
@@ -302,6 +322,9 @@ def resolve_config(model_name, config_file=None, sets=(), flags=None):
             key = FLAGS[flag][0]
             set_value(config, key, value, origin="--" + flag.replace("_", "-"))
             explicit.add(key)
+    if "train.epochs" in explicit and "train.min_steps" not in explicit:
+        # An epoch count the user gives is the budget (see TrainConfig.min_steps).
+        config.train.min_steps = 0
     if config.data.source == "default":
         # The built-in data's own needs (e.g. ResNet50's 32x32x3 minimum), unless set explicitly.
         for key, value in entry.default_data.items():
@@ -447,11 +470,13 @@ RULES = {
     "data.class_names": Rule(example=["negative", "positive"]),
     "augment.enabled": Rule(example=True),
     "augment.flip": Rule(choices=("horizontal", "vertical", "horizontal_and_vertical", "none")),
-    "augment.rotation": Rule(minimum=0.0, maximum=1.0),
-    "augment.zoom": Rule(minimum=0.0, below=1.0),
+    "augment.translation": Rule(minimum=0.0, below=1.0, example=0.125),
+    "augment.rotation": Rule(minimum=0.0, maximum=1.0, example=0.05),
+    "augment.zoom": Rule(minimum=0.0, below=1.0, example=0.1),
     "augment.brightness": Rule(minimum=0.0, maximum=1.0),
     "augment.contrast": Rule(minimum=0.0, maximum=1.0),
     "train.epochs": Rule(minimum=1),
+    "train.min_steps": Rule(minimum=0),
     "train.batch_size": Rule(minimum=1),
     "train.learning_rate": Rule(above=0.0),
     "train.optimizer": Rule(choices=("adam", "adamw")),
@@ -464,6 +489,8 @@ RULES = {
     "train.plateau_factor": Rule(above=0.0, below=1.0),
     "train.plateau_patience": Rule(minimum=0),
     "train.early_stopping_patience": Rule(minimum=0),
+    "train.min_validation_examples": Rule(minimum=0),
+    "train.cross_validation_folds": Rule(minimum=2),
     # NumPy seeds are 32-bit.
     "train.seed": Rule(minimum=0, maximum=2**32 - 1),
     "train.steps_per_execution": Rule(minimum=1),

@@ -105,6 +105,28 @@ def quiet_startup():
     atexit.register(_stop_filter)
 
 
+class _RetracingFilter:
+    """Drops TensorFlow's "triggered tf.function retracing" warning (see `hide_retracing_warnings`)."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def hide_retracing_warnings():
+    """Hides TensorFlow's retracing warning where several models train in one process by design.
+
+    Cross-validation folds and tuning trials each build a new model, whose train and predict
+    functions are traced anew; TensorFlow counts those tracings together and warns about
+    "excessive retracing" from the fifth on, which is expected there and not a problem.
+    Other TensorFlow warnings still show.
+    """
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(existing, _RetracingFilter) for existing in logger.filters):
+        logger.addFilter(_RetracingFilter())
+
+
 def _stop_filter():
     """Points stderr back at the terminal and lets the filter drain (at exit)."""
     if not _filter:

@@ -21,7 +21,7 @@ def plan_phases(run):
     config, entry = run.config, run.entry
     phases = [{
         "index": 1, "name": "train" if entry.set_trainable_blocks is None else "head (frozen base)",
-        "epochs_planned": config.train.epochs, "learning_rate": run.learning_rate, "lr_schedule": config.train.lr_schedule, "backup": "backup",
+        "epochs_planned": run.selected_epochs or config.train.epochs, "learning_rate": run.learning_rate, "lr_schedule": config.train.lr_schedule, "backup": "backup",
     }]
     if entry.set_trainable_blocks is not None and config.finetune.blocks > 0 and config.finetune.epochs > 0:
         phases.append({
@@ -69,6 +69,10 @@ def _fit(run, phase, start_epoch, seed):
         early_stopping_patience=train.early_stopping_patience, profile=train.profile,
         backup_dir=os.path.join(run.run_dir, phase["backup"]), cluster=run.cluster, initial_state=seed,
     )
+    # The caller's callbacks go first: a callback that fills in the epoch's scores
+    # (kerasdl.selection) must run before early stopping reads them; BackupAndRestore stays last.
+    callbacks[0:0] = run.extra_callbacks
+
     from kerasdl.quality import gradient_logger
 
     logger = gradient_logger(run, phase)
@@ -90,7 +94,7 @@ def _fit(run, phase, start_epoch, seed):
         shuffle=False,
     )
     run.fit_seconds += time.time() - fit_started
-    run.examples_trained += len(history.epoch) * run.splits.train.size
+    run.examples_trained += len(history.epoch) * run.splits.train.size * run.passes_per_epoch
     end = history.epoch[-1] + 1 if history.epoch else max(start_epoch, rundir.saved_epoch(os.path.join(run.run_dir, phase["backup"])))
     early_stopping, checkpoint = (next(callback for callback in callbacks if type(callback).__name__ == kind) for kind in ("EarlyStopping", "ModelCheckpoint"))
     state = {

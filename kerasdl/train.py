@@ -8,7 +8,9 @@
 4. `build_and_compile`: the model under the strategy;
 5. `make_pipelines`: tf.data for training, validation and test;
 6. `open_run_dir`: a new run directory, or the unfinished one of this config to resume (locked);
-7. `fit_phases` (`kerasdl.phases`): training, and fine-tuning for two-phase models;
+7. `fit_phases` (`kerasdl.phases`): training, and fine-tuning for two-phase models; when
+   the validation split is too small to trust, the epoch is first chosen by cross-validation
+   and the model trains on train+validation (`kerasdl.selection`);
 8. `evaluate` and 9. `write_artifacts` (`kerasdl.outputs`): the test split, then model, metrics and report.
 
 `training/run.py` is the command line; tests, benchmarks and notebooks call the same code.
@@ -46,8 +48,12 @@ class Run:
     train_model: object = None
     tokenizer: object = None
     global_batch: int = 0
+    # The training batch: the global batch, smaller for a split of under four batches (kerasdl.optim.training_batch).
+    train_batch: int = 0
     learning_rate: float = 0.0
     steps: int = 0
+    # Passes over the training split in one epoch (more than 1 only under train.min_steps).
+    passes_per_epoch: int = 1
     steps_per_execution: int = 1
     data: dict = dataclasses.field(default_factory=dict)
     run_dir: str = None
@@ -61,13 +67,19 @@ class Run:
     raw_train: tuple = None  # A text run's raw (texts, labels): read once, for the vocabulary and the baseline.
     baseline: dict = None
     gradient_loggers: list = dataclasses.field(default_factory=list)
+    # Callbacks the caller adds to every fit (e.g. kerasdl.tuning's time limit).
+    extra_callbacks: list = dataclasses.field(default_factory=list)
+    # The training pipeline's augmentation layers (None without augmentation).
+    augmenter: object = None
+    # The epochs chosen by cross-validation (kerasdl.selection); None trains train.epochs.
+    selected_epochs: int = None
 
     @property
     def multi_worker(self):
         return self.cluster.num_workers > 1
 
 
-def train_and_evaluate(config, workdir=None, fresh=False, log=print):
+def train_and_evaluate(config, workdir=None, fresh=False, log=print, callbacks=()):
     """Trains `config.model_name` as configured and fills a run directory.
 
     Args:
@@ -76,6 +88,7 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
             under `config.output` (resumed) or a new `<output>/<model>/<timestamp>/`.
         fresh: start a new run even if an unfinished one with this config exists.
         log: where progress lines go.
+        callbacks: Keras callbacks added to every fit, after the standard ones.
 
     Returns:
         A summary dict: `run_dir`, `test_accuracy`, `test_loss`, `wall_time_s`, `initial_epoch`,
@@ -88,10 +101,12 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
     >>> from kerasdl.config import resolve_config
     >>> summary = train_and_evaluate(resolve_config("mlp", flags={"epochs": 2}))
     """
-    from kerasdl import outputs, phases, quality
+    from kerasdl import outputs, phases, quality, selection
 
     started = time.time()
-    run = Run(config=config, entry=get_model_entry(config.model_name), log=log, fingerprint=rundir.config_fingerprint(config))
+    run = Run(
+        config=config, entry=get_model_entry(config.model_name), log=log, fingerprint=rundir.config_fingerprint(config), extra_callbacks=list(callbacks),
+    )
     start(run)
     if workdir is None and not fresh and not run.multi_worker:
         rundir.find_resumable_run(config, run.fingerprint)  # Refuse at once while the owner lives.
@@ -103,6 +118,8 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print):
         build_and_compile(run)
         make_pipelines(run)
         initial_epoch = open_run_dir(run, workdir, fresh)
+        if selection.needed(run):
+            selection.apply(run)
         phases.fit_phases(run)
         metrics = outputs.evaluate(run, started)
         if run.cluster.is_chief:
@@ -157,7 +174,13 @@ def data_facts(run):
     run.global_batch, run.learning_rate = distribute.scale_batch_and_learning_rate(train.batch_size, train.learning_rate, run.cluster.num_replicas)
     if run.cluster.num_replicas > 1:
         run.log(f"{run.cluster.num_replicas} replicas: global batch {run.global_batch}, learning rate {run.learning_rate:g}")
-    run.steps = optim.steps_per_epoch(splits.train.size, run.global_batch, drop_remainder=run.multi_worker)
+    run.train_batch = run.global_batch if run.multi_worker else optim.training_batch(run.global_batch, splits.train.size)
+    if run.train_batch < run.global_batch:
+        run.log(f"batches of {run.train_batch}: the {splits.train.size} training examples are under four batches of {run.global_batch}")
+    run.passes_per_epoch = optim.passes_per_epoch(splits.train.size, run.train_batch, train.epochs, train.min_steps, drop_remainder=run.multi_worker)
+    run.steps = optim.steps_per_epoch(splits.train.size * run.passes_per_epoch, run.train_batch, drop_remainder=run.multi_worker)
+    if run.passes_per_epoch > 1:
+        run.log(f"{run.passes_per_epoch} passes over the training split per epoch ({run.steps} steps), so that {train.epochs} epochs hold train.min_steps={train.min_steps} steps")
     run.steps_per_execution = optim.steps_per_execution(train.steps_per_execution, run.steps, run.multi_worker)
     if run.multi_worker and train.steps_per_execution != 1:
         run.log(f"multi-worker training runs one step per call (train.steps_per_execution={train.steps_per_execution} ignored)")
@@ -206,9 +229,13 @@ def make_pipelines(run):
         options = {key: value for key, value in dataclasses.asdict(config.augment).items() if key != "enabled"}
         if not splits.mirror_symmetric:
             options["flip"] = "none"
-        augmenter = make_augmenter(seed=config.train.seed, **options)
+        augmenter = make_augmenter(seed=config.train.seed, image_shape=splits.input_shape, **options)
+    run.augmenter = augmenter
     common = dict(seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
-    train = make_pipeline(splits.train, run.global_batch, training=True, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer, **common)
+    train = make_pipeline(
+        splits.train, run.train_batch, training=True, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer,
+        passes=run.passes_per_epoch, **common,
+    )
     validation = make_pipeline(splits.validation, run.global_batch, training=False, tokenizer=run.tokenizer, **common)
     if run.multi_worker:
         train, validation = distribute.shard_by_data(train), distribute.shard_by_data(validation)

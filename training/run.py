@@ -32,15 +32,27 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_keys_help(),
     )
-    parser.add_argument("model", help=f"one of: {', '.join(model_names())}")
-    parser.add_argument("--config", help="a YAML file of overrides (sections data, augment, train, finetune, report, model)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override one key, e.g. --set train.lr_schedule=step (repeatable)")
-    for flag, (key, description) in FLAGS.items():
-        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar=flag.upper(), help=f"{description} ({key}; {_default_text(key)})")
+    add_config_arguments(parser)
     parser.add_argument("--profile", action="store_true", help="write a TensorBoard profiler trace of batches 5-10 (train.profile)")
     parser.add_argument("--fresh", action="store_true", help="start a new run even if an unfinished run of the same config can be resumed")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit without training")
     return parser
+
+
+def add_config_arguments(parser, skip=()):
+    """The model and the config arguments every training command takes: `--config`, `--set`, the common flags but `skip`."""
+    parser.add_argument("model", help=f"one of: {', '.join(model_names())}")
+    parser.add_argument("--config", help="a YAML file of overrides (sections data, augment, train, finetune, report, model)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override one key, e.g. --set train.lr_schedule=step (repeatable)")
+    for flag, (key, description) in FLAGS.items():
+        if flag not in skip:
+            parser.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar=flag.upper(), help=f"{description} ({key}; {_default_text(key)})")
+
+
+def config_from_arguments(arguments, extra_sets=(), skip=()):
+    """The resolved config of parsed `add_config_arguments(parser, skip)` arguments (plus `extra_sets`)."""
+    flags = {flag: getattr(arguments, flag) for flag in FLAGS if flag not in skip}
+    return resolve_config(arguments.model, arguments.config, list(arguments.sets) + list(extra_sets), flags)
 
 
 def main(argv=None):
@@ -50,9 +62,7 @@ def main(argv=None):
 
 
 def _train(arguments):
-    flags = {flag: getattr(arguments, flag) for flag in FLAGS}
-    sets = list(arguments.sets) + (["train.profile=true"] if arguments.profile else [])
-    config = resolve_config(arguments.model, arguments.config, sets, flags)
+    config = config_from_arguments(arguments, ["train.profile=true"] if arguments.profile else [])
     if arguments.print_config:
         import yaml
 
@@ -104,7 +114,7 @@ def _keys_help():
     return "\n".join(lines)
 
 
-__all__ = ["ConfigError", "build_parser", "main", "resolve_config"]
+__all__ = ["ConfigError", "add_config_arguments", "build_parser", "config_from_arguments", "main", "resolve_config"]
 
 if __name__ == "__main__":
     quiet_startup()

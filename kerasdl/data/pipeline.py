@@ -7,7 +7,7 @@ from kerasdl.config import DataConfig, TrainConfig
 
 def make_pipeline(
     split, batch_size, training, seed=TrainConfig.seed, augmenter=None, cache=DataConfig.cache, cache_limit_mb=DataConfig.cache_limit_mb,
-    shuffle_buffer=DataConfig.shuffle_buffer, drop_remainder=False, tokenizer=None,
+    shuffle_buffer=DataConfig.shuffle_buffer, drop_remainder=False, tokenizer=None, passes=1,
 ):
     """Turns a `Split` into a batched, prefetched `tf.data.Dataset`.
 
@@ -16,7 +16,8 @@ def make_pipeline(
          shuffle buffer holds file names, not decoded images;
       2. decode in parallel (`num_parallel_calls=AUTOTUNE`, deterministic order for repeatable runs);
       3. cache decoded examples when they fit (`cache_limit_mb`), so later epochs skip decoding;
-      4. shuffle (training only, seeded, reshuffled every epoch);
+      4. shuffle (training only, seeded, reshuffled every epoch), then repeat `passes`
+         times (each pass shuffled anew), so that a small split's epoch holds enough steps;
       5. batch, then augment whole batches (vectorized Keras preprocessing layers, training only);
       6. prefetch, so the next batch is ready while the model trains.
 
@@ -33,6 +34,7 @@ def make_pipeline(
             global batch evenly across workers).
         tokenizer: a layer mapping a batch of strings to token ids (e.g. the model's own
             TextVectorization), applied in the pipeline so the model trains on ids.
+        passes: passes over the split in one epoch (`kerasdl.optim.passes_per_epoch`).
 
     Example:
     >>> dataset = make_pipeline(splits.train, batch_size=64, training=True)
@@ -51,6 +53,8 @@ def make_pipeline(
         dataset = dataset.cache()
     if training and (use_cache or split.decode is None):
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if passes > 1:
+        dataset = dataset.repeat(passes)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if training and augmenter is not None:
         dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)

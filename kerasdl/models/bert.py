@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 
 from kerasdl.models.registry import TextSupport, call_builder, register_model
+from kerasdl.search_space import Float, Int
 
 # The special tokens BertTokenizer requires, in the order keras-hub reserves them.
 RESERVED_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
@@ -317,6 +318,11 @@ def save_preset(classifier, run_dir):
     ),
     tolerances={"savedmodel": 1e-4, "onnx": 1e-3, "litert": 1e-3},
     save_extras=save_preset,
+    search_space={
+        "train.learning_rate": Float(1e-4, 1e-3, log=True, reason="from-scratch transformers diverge above ~1e-3 and crawl below 1e-4; 5e-4 is the default"),
+        "model.num_layers": Int(1, 4, reason="2 layers is the default; small sets rarely use more, larger ones may"),
+        "model.dropout_rate": Float(0.0, 0.3, step=0.1, reason="BERT's 0.1; a small set from scratch may want more"),
+    },
 )
 def build_from_data(facts, **options):
     """The `bert` entry: a WordPiece vocabulary from the training texts unless a preset brings its own."""

@@ -5,6 +5,7 @@ without TensorFlow.
 """
 
 from kerasdl.models.registry import call_builder, register_model
+from kerasdl.search_space import TRAINING_RANGES, Choice, Float
 
 
 def cnn(
@@ -89,9 +90,22 @@ def cnn(
     return keras.Model(inputs, logits, name=name)
 
 
+# What `python -m training.tune cnn` searches, and why.
+SEARCH_SPACE = {
+    **TRAINING_RANGES,
+    "model.filters": Choice(
+        ((32, 64), (32, 64, 128), (64, 128)),
+        reason="the seed's two blocks, a third block for 32 px and larger images, or twice the width",
+    ),
+    "model.dense_units": Choice((128, 256, 512), reason="the seed's 512 holds most of the parameters; narrower heads overfit small sets less"),
+    "model.dropout_rate": Float(0.0, 0.6, step=0.1, reason="the seed's 0.5 suits a few thousand images; more data wants less, fewer wants more"),
+    "model.batch_norm": Choice((False, True), reason="normalizing each convolution allows higher learning rates and often trains faster"),
+}
+
+
 # Static (calibrated) int8: activations dominate a convolutional network's
 # quantization error, and calibrated scales are both accurate and fast.
-@register_model("cnn", modalities=("image",), builders=(cnn,), quantization="static")
+@register_model("cnn", modalities=("image",), builders=(cnn,), quantization="static", search_space=SEARCH_SPACE)
 def build_from_data(facts, **options):
     """The `cnn` entry: the data's shape, classes and statistics, plus the `model.*` options."""
     return call_builder(

@@ -1,5 +1,5 @@
-"""Layers the builders share: per-feature standardization, the recurrent stack, ResNet's Caffe preprocessing,
-the n-gram MLP's TF-IDF weighting.
+"""Layers the builders share: per-feature and per-series standardization, the recurrent stack, ResNet's Caffe
+preprocessing, the n-gram MLP's TF-IDF weighting.
 
 This is the one module under `kerasdl/models` that imports Keras at import
 time: it defines Keras layer classes, which must be registered before a saved
@@ -93,7 +93,7 @@ def standardization_statistics(layer):
     return (-offset / scale).astype("float32"), (1.0 / scale).astype("float32")
 
 
-def recurrent_stack(cell, hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn=False):
+def recurrent_stack(cell, hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn=False, recurrent_dropout=0.0):
     """Returns the layers of a stacked (bidirectional) recurrent network that ends in its last state.
 
     Every recurrent layer but the last returns sequences; each is followed by
@@ -107,6 +107,8 @@ def recurrent_stack(cell, hidden_size, num_layers, bidirectional, dropout_rate, 
         bidirectional: wrap each in `Bidirectional` (concatenated outputs).
         dropout_rate: dropout after each layer; 0 disables it.
         use_cudnn: passed to each layer; False keeps the generic kernel, which ONNX can convert.
+        recurrent_dropout: dropout on each layer's recurrent state (Keras' `recurrent_dropout`,
+            a no-op at inference); 0 disables it.
 
     Example:
     >>> [layer.name for layer in recurrent_stack("gru", 32, 2, False, 0.2)]
@@ -119,7 +121,8 @@ def recurrent_stack(cell, hidden_size, num_layers, bidirectional, dropout_rate, 
     layers = []
     for index in range(num_layers):
         recurrent = RECURRENT_CELLS[cell](
-            hidden_size, return_sequences=index < num_layers - 1, use_cudnn=use_cudnn, name=f"{cell}_{index}"
+            hidden_size, return_sequences=index < num_layers - 1, use_cudnn=use_cudnn, recurrent_dropout=recurrent_dropout,
+            name=f"{cell}_{index}",
         )
         if bidirectional:
             recurrent = keras.layers.Bidirectional(recurrent, merge_mode="concat", name=f"bidirectional_{index}")
@@ -127,6 +130,51 @@ def recurrent_stack(cell, hidden_size, num_layers, bidirectional, dropout_rate, 
         if dropout_rate > 0:
             layers.append(keras.layers.Dropout(dropout_rate, name=f"dropout_{index}"))
     return layers
+
+
+@keras.saving.register_keras_serializable(package="kerasdl")
+class SeriesStandardization(keras.layers.Layer):
+    """Per-series z-normalization: each series, feature by feature, to mean 0 and deviation 1 over its valid steps.
+
+    The UCR archive's convention (every series z-normalized on its own), inside the model
+    so that every artifact applies it and serving takes raw series. Masking-aware: the
+    statistics skip the padded steps of the incoming mask, padded steps come out as 0.0,
+    and the mask passes on. A constant series (deviation under `epsilon`) is only centred.
+    A Keras layer of plain ops (sums, a square root), so tf2onnx converts it.
+
+    Args:
+        epsilon: the smallest deviation divided by.
+
+    Example:
+    >>> layer = SeriesStandardization(name="series_normalization")
+    >>> layer(numpy.array([[[1.0], [3.0]]], "float32"))  # -> [[[-1.0], [1.0]]]
+    """
+
+    def __init__(self, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        ops = keras.ops
+        if mask is None:
+            weights = ops.ones_like(inputs[..., :1])
+        else:
+            weights = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+        count = ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
+        mean = ops.sum(inputs * weights, axis=1, keepdims=True) / count
+        centred = (inputs - mean) * weights
+        deviation = ops.sqrt(ops.sum(ops.square(centred), axis=1, keepdims=True) / count)
+        # Where the deviation is below epsilon the series is only centred (divided by 1).
+        return centred / ops.where(deviation < self.epsilon, ops.ones_like(deviation), deviation)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["epsilon"] = self.epsilon
+        return config
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")

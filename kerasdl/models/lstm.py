@@ -5,7 +5,7 @@ file fixes the cell, the names and the defaults, and registers `lstm`, which
 builds the numeric network for series and the text network for text.
 """
 
-from kerasdl.models.recurrent import VECTORIZATION_TEXT, build_recurrent, build_text_vocabulary, sequence_classifier, text_classifier
+from kerasdl.models.recurrent import RECURRENT_SEARCH_SPACE, VECTORIZATION_TEXT, build_recurrent, build_text_vocabulary, sequence_classifier, text_classifier
 from kerasdl.models.registry import register_model
 
 
@@ -19,6 +19,7 @@ def lstm(
     normalization_mean=None,
     normalization_variance=None,
     use_cudnn=False,
+    normalization="auto",
     name="lstm",
 ):
     """Builds a stacked (bi)LSTM that classifies zero-padded numeric sequences (`recurrent.sequence_classifier`).
@@ -33,6 +34,10 @@ def lstm(
         normalization_mean: per-feature mean of the training split (valid steps only).
         normalization_variance: per-feature variance of the training split.
         use_cudnn: passed to every `keras.layers.LSTM`; keep False for ONNX export.
+        normalization: "dataset" (per-feature statistics of the training split), "series"
+            (each series z-normalized on its own, the UCR convention), "none", or "auto":
+            "series" for univariate series, "dataset" for several features (see
+            `recurrent.sequence_classifier`; measured in benchmarks/small_data.py).
         name: the model's name.
 
     Example:
@@ -43,7 +48,7 @@ def lstm(
     return sequence_classifier(
         "lstm", input_shape, num_classes, hidden_size=hidden_size, num_layers=num_layers, dropout_rate=dropout_rate,
         bidirectional=bidirectional, normalization_mean=normalization_mean,
-        normalization_variance=normalization_variance, use_cudnn=use_cudnn, name=name,
+        normalization_variance=normalization_variance, use_cudnn=use_cudnn, normalization=normalization, name=name,
     )
 
 
@@ -56,6 +61,8 @@ def text_lstm(
     num_layers=1,
     bidirectional=True,
     dropout_rate=0.2,
+    spatial_dropout=0.0,
+    recurrent_dropout=0.0,
     name="text_lstm",
 ):
     """Builds a text classifier: TextVectorization, Embedding (masked), stacked (bi)LSTM, Dense logits.
@@ -71,6 +78,8 @@ def text_lstm(
         num_layers: stacked LSTM layers; all but the last return sequences.
         bidirectional: wrap each LSTM in `Bidirectional`.
         dropout_rate: dropout after each LSTM layer; 0 disables it.
+        spatial_dropout: dropout of whole embedding channels; 0 disables it.
+        recurrent_dropout: dropout on each LSTM's recurrent state; 0 disables it.
         name: the model's name.
 
     Example:
@@ -81,7 +90,8 @@ def text_lstm(
     """
     return text_classifier(
         "lstm", num_classes, vocabulary, sequence_length=sequence_length, embedding_dim=embedding_dim,
-        hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, dropout_rate=dropout_rate, name=name,
+        hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional, dropout_rate=dropout_rate,
+        spatial_dropout=spatial_dropout, recurrent_dropout=recurrent_dropout, name=name,
     )
 
 
@@ -92,6 +102,7 @@ def text_lstm(
     # Each network keeps its own defaults (the text network is bidirectional, the numeric one not).
     modality_builders={"sequence": (lstm,), "text": (text_lstm, build_text_vocabulary)},
     text=VECTORIZATION_TEXT,
+    search_space=RECURRENT_SEARCH_SPACE,
 )
 def build_from_data(facts, **options):
     """The `lstm` entry: the numeric network for series, the text network (with its vocabulary) for text."""

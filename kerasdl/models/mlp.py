@@ -14,6 +14,7 @@ import numpy as np
 
 from kerasdl.models.recurrent import SPLIT, STANDARDIZE
 from kerasdl.models.registry import TextSupport, call_builder, register_model
+from kerasdl.search_space import TRAINING_RANGES, Choice, Float, Int
 
 # Texts read per batch when counting document frequencies (sparse counts: cheap in memory).
 _COUNT_BATCH = 4096
@@ -76,6 +77,15 @@ def mlp(
         x = layer(x)
     logits = logits_layer(x)
     return keras.Model(inputs, logits, name=name)
+
+
+# What `python -m training.tune mlp` searches, and why.
+SEARCH_SPACE = {
+    **TRAINING_RANGES,
+    "model.hidden_units": Choice((64, 128, 256, 512), reason="the seed's 128 for 64 features; raw pixels and larger sets use wider layers"),
+    "model.num_hidden_layers": Int(1, 3, reason="one hidden layer is the seed's; a second or third helps pixels more than features"),
+    "model.dropout_rate": Float(0.0, 0.5, step=0.1, reason="0 is the seed's; wider layers on small sets need some"),
+}
 
 
 def ngram_mlp(
@@ -283,6 +293,7 @@ NGRAM_TEXT = TextSupport(
     modality_builders={"features": (mlp,), "image": (mlp,), "text": (ngram_mlp, build_ngram_vocabulary)},
     text=NGRAM_TEXT,
     tolerances={"onnx": 1e-5},
+    search_space=SEARCH_SPACE,
 )
 def build_from_data(facts, **options):
     """The `mlp` entry: the numeric MLP for features and images, the n-gram MLP (with its vocabulary) for text."""

@@ -16,6 +16,10 @@ loads without TensorFlow.
 import numpy as np
 
 from kerasdl.models.registry import TextSupport, call_builder
+from kerasdl.search_space import TRAINING_RANGES, Choice, Float, Int
+
+# How `sequence_classifier` scales its input (see its `normalization` argument).
+SEQUENCE_NORMALIZATIONS = ("auto", "dataset", "series", "none")
 
 # TextVectorization's settings, which the TensorFlow-free tokenizer reproduces.
 STANDARDIZE = "lower_and_strip_punctuation"
@@ -33,6 +37,7 @@ def sequence_classifier(
     normalization_mean=None,
     normalization_variance=None,
     use_cudnn=False,
+    normalization="auto",
     name="lstm",
 ):
     """Builds a stacked (bidirectional) recurrent classifier of zero-padded numeric sequences.
@@ -59,6 +64,12 @@ def sequence_classifier(
         normalization_mean: per-feature mean of the training split (valid steps only).
         normalization_variance: per-feature variance of the training split.
         use_cudnn: passed to every recurrent layer; keep False for ONNX export.
+        normalization: "dataset" standardizes each feature with the training split's
+            statistics; "series" z-normalizes each series on its own over its valid steps
+            (`layers.SeriesStandardization`, the UCR archive's convention), which makes a
+            prediction independent of a series' offset and scale; "none" feeds raw values;
+            "auto" is "series" for univariate series (one feature, as in the UCR archive)
+            and "dataset" for several features, whose relative sizes carry information.
         name: the model's name.
 
     Example:
@@ -68,25 +79,31 @@ def sequence_classifier(
     """
     import keras
 
-    from kerasdl.models.layers import recurrent_stack, standardization_layer
+    from kerasdl.models.layers import SeriesStandardization, recurrent_stack, standardization_layer
 
     input_shape = tuple(input_shape)
     if len(input_shape) != 2:
         raise ValueError(f"{name} needs sequences of shape (time steps or None, features), got {input_shape}")
+    if normalization not in SEQUENCE_NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {', '.join(SEQUENCE_NORMALIZATIONS)}, got {normalization!r}")
+    if normalization == "auto":
+        normalization = "series" if input_shape[-1] == 1 else "dataset"
 
     # Layers.
     masking = keras.layers.Masking(mask_value=0.0, name="masking")
-    normalization = None
-    if normalization_mean is not None:
-        normalization = standardization_layer(normalization_mean, normalization_variance, name="normalization")
+    standardization = None
+    if normalization == "series":
+        standardization = SeriesStandardization(name="series_normalization")
+    elif normalization == "dataset" and normalization_mean is not None:
+        standardization = standardization_layer(normalization_mean, normalization_variance, name="normalization")
     recurrent_layers = recurrent_stack(cell, hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn)
     logits_layer = keras.layers.Dense(num_classes, name="logits")
 
     # Functional model.
     inputs = keras.Input(shape=input_shape, name="sequences")
     x = masking(inputs)
-    if normalization is not None:
-        x = normalization(x)
+    if standardization is not None:
+        x = standardization(x)
     for layer in recurrent_layers:
         x = layer(x)
     logits = logits_layer(x)
@@ -103,6 +120,8 @@ def text_classifier(
     num_layers=1,
     bidirectional=True,
     dropout_rate=0.2,
+    spatial_dropout=0.0,
+    recurrent_dropout=0.0,
     name="text_lstm",
 ):
     """Builds a text classifier: TextVectorization, Embedding (masked), stacked recurrent layers, Dense logits.
@@ -126,6 +145,9 @@ def text_classifier(
         num_layers: stacked layers; all but the last return sequences.
         bidirectional: wrap each layer in `Bidirectional`.
         dropout_rate: dropout after each recurrent layer; 0 disables it.
+        spatial_dropout: drops whole embedding channels (`SpatialDropout1D`) during
+            training, so the network cannot lean on a few embedding dimensions; 0 disables it.
+        recurrent_dropout: dropout on the recurrent state of each layer; 0 disables it.
         name: the model's name.
 
     Example:
@@ -154,12 +176,16 @@ def text_classifier(
     # + 2: the padding id 0 and the out-of-vocabulary id 1.
     embedding = keras.layers.Embedding(len(vocabulary) + 2, embedding_dim, mask_zero=True, name="embedding")
     # The generic kernel: a cuDNN-traced recurrent layer cannot be converted to ONNX.
-    recurrent_layers = recurrent_stack(cell, hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn=False)
+    # A Dropout subclass: the fused ONNX export skips it like any dropout.
+    embedding_dropout = keras.layers.SpatialDropout1D(spatial_dropout, name="spatial_dropout") if spatial_dropout > 0 else None
+    recurrent_layers = recurrent_stack(cell, hidden_size, num_layers, bidirectional, dropout_rate, use_cudnn=False, recurrent_dropout=recurrent_dropout)
     logits_layer = keras.layers.Dense(num_classes, name="logits")
 
     # Functional model.
     inputs = keras.Input(shape=(), dtype="string", name="text")
     x = embedding(text_vectorization(inputs))
+    if embedding_dropout is not None:
+        x = embedding_dropout(x)
     for layer in recurrent_layers:
         x = layer(x)
     logits = logits_layer(x)
@@ -259,6 +285,23 @@ VECTORIZATION_TEXT = TextSupport(
     write_tokenizer=_write_tokenizer,
     pipeline_split=_pipeline_split,
 )
+
+
+# What `python -m training.tune lstm|gru` searches (the two cells share their networks' arguments), and why.
+RECURRENT_SEARCH_SPACE = {
+    **TRAINING_RANGES,
+    "model.hidden_size": Choice((32, 64, 128), reason="64 units is the default; short series and small text sets may prefer fewer, long ones more"),
+    "model.num_layers": Int(1, 2, reason="a second stacked layer doubles the cost; it helps long sequences, rarely small sets"),
+    "model.dropout_rate": Float(0.0, 0.5, step=0.1, reason="dropout after each recurrent layer; 0.2 is the default"),
+    "model.normalization": Choice(
+        ("dataset", "series"), modalities=("sequence",),
+        reason="per-series z-normalization (UCR's convention) ignores each series' offset and scale; the dataset statistics keep them",
+    ),
+    "model.embedding_dim": Choice((32, 64, 128), modalities=("text",), reason="small sets learn few useful embedding dimensions; larger ones use more"),
+    "model.spatial_dropout": Float(0.0, 0.5, step=0.1, modalities=("text",), reason="drops whole embedding channels, the usual regularizer of text RNNs on small sets"),
+    "model.recurrent_dropout": Float(0.0, 0.4, step=0.1, modalities=("text",), reason="dropout on the recurrent state (Gal and Ghahramani 2016); slower per step on CPU"),
+    "model.max_tokens": Choice((5000, 10000, 20000), modalities=("text",), reason="rare words of a small set are noise to the embedding; a cap keeps the frequent ones"),
+}
 
 
 def build_recurrent(sequence_builder, text_builder, facts, options):

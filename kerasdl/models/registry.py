@@ -5,7 +5,8 @@ Every model file registers its entry beside its builder with `@register_model`
 kerasdl must know about a model: the data it takes, its builders (whose
 keyword arguments are the `model.*` config keys), its config defaults, how a
 text model tokenizes, its parity tolerances per export format, its int8
-recipe, its fine-tuning hook and the Keras backend it trains fastest on.
+recipe, its fine-tuning hook, the Keras backend it trains fastest on and the
+hyperparameter ranges worth searching.
 No other table in kerasdl is keyed by model name.
 
 This module imports no Keras or TensorFlow, so that `--help` and config
@@ -112,6 +113,10 @@ class ModelEntry:
         backend: the Keras backend it trains fastest on ("tensorflow" or "jax").
         save_extras: `(model, run_dir) -> None`, extra files a run keeps (a BERT
             preset folder), or None.
+        search_space: `{config key: range}` that `python -m training.tune` searches:
+            the builder's keyword arguments (`model.*`) and training keys worth tuning,
+            each a `kerasdl.search_space` range (`Float`, `Int`, `Choice`) with its reason.
+            Empty: the model has nothing declared to tune.
     """
 
     name: str
@@ -127,6 +132,7 @@ class ModelEntry:
     set_trainable_blocks: typing.Optional[typing.Callable] = None
     backend: str = "tensorflow"
     save_extras: typing.Optional[typing.Callable] = None
+    search_space: dict = dataclasses.field(default_factory=dict)
 
     def __call__(self, facts, **options):
         return self.build(facts, **options)

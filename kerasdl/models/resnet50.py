@@ -9,6 +9,7 @@ import socket
 import warnings
 
 from kerasdl.models.registry import call_builder, register_model
+from kerasdl.search_space import Float, Int
 
 # The file Keras downloads for `ResNet50(include_top=False, weights="imagenet")`.
 IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -228,6 +229,12 @@ def _imagenet_base(arguments):
     tolerances={"savedmodel": 1e-4, "onnx": 1e-3, "litert": 1e-3},
     quantization="static",
     set_trainable_blocks=set_trainable_blocks,
+    search_space={
+        "train.learning_rate": Float(1e-4, 1e-2, log=True, reason="the new head on frozen features trains like a small model"),
+        "model.dropout_rate": Float(0.0, 0.5, step=0.1, reason="the head's dropout; 0.2 is the default"),
+        "finetune.blocks": Int(0, 3, reason="unfreezing the top residual blocks helps photos unlike ImageNet; 0 keeps the frozen-base result"),
+        "finetune.learning_rate": Float(1e-6, 1e-4, log=True, reason="10x-100x below the head's rate adjusts pretrained features without destroying them"),
+    },
 )
 def build_from_data(facts, **options):
     """The `resnet50` entry: ImageNet preprocessing is inside the model, so no statistics; phase 1 freezes the base."""

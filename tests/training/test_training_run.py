@@ -121,7 +121,7 @@ def test_cli_rejects_bad_input_in_one_line(arguments, message, tmp_path, cli):
 def test_help_documents_every_key(cli):
     result = cli("training.run", "--help")
     assert result.returncode == 0
-    for key in ("train.epochs = 20", "data.on_bad_file = 'skip'", "augment.rotation = 0.05", "train.lr_schedule = 'cosine'", "model.* for cnn: filters=(32, 64)"):
+    for key in ("train.epochs = 20", "data.on_bad_file = 'skip'", "augment.rotation = None", "train.min_steps = 1000", "train.lr_schedule = 'cosine'", "model.* for cnn: filters=(32, 64)"):
         assert key in result.stdout, key
 
 

@@ -1,0 +1,27 @@
+"""benchmarks/small_data.py plumbing: cases, decisions and the result shape (no training)."""
+
+from benchmarks import common, small_data
+
+
+def test_every_decision_names_declared_cases_and_every_quick_case_exists():
+    for decision, members in small_data.DECISIONS.items():
+        assert members and set(members) <= set(small_data.CASES), decision
+    assert set(small_data.QUICK) <= set(small_data.CASES)
+
+
+def test_run_turns_measurements_into_rows_targets_and_decisions(monkeypatch):
+    measured = {
+        "test_accuracy": 0.94, "baseline_accuracy": 0.8867, "baseline": "1-NN", "epochs": 6, "train_examples": 50,
+        "test_examples": 150, "cpu_s": 82.0, "wall_s": 311.0, "run_dir": "runs/lstm/x", "shifted_test_accuracy": 0.93,
+    }
+    monkeypatch.setattr(small_data, "QUICK", ("gunpoint_new", "ecg200_new"))
+    monkeypatch.setattr(small_data, "measure", lambda case, log=print: dict(measured) if case == "gunpoint_new" else None)
+    outcome = small_data.run(quick=True)
+    assert common.check_result(outcome) == []
+    assert [row["case"] for row in outcome["rows"]] == ["gunpoint_new"]
+    assert outcome["rows"][0]["value"] == 0.94 and outcome["rows"][0]["baseline"] == 0.8867
+    met = {target["id"]: target["met"] for target in outcome["targets"]}
+    assert met == {"small_data_gunpoint_new": True, "small_data_gunpoint_new_cpu": True}
+    assert "ecg200_new: skipped, its data is not in ../shared/data" in outcome["notes"]
+    assert any(note.startswith("gunpoint_new: lstm (defaults), 0.9300 on the test series moved and scaled") for note in outcome["notes"])
+    assert any(note.startswith("decision train.min_validation_examples: gunpoint_new 0.9400") for note in outcome["notes"])
