@@ -2,7 +2,7 @@
 
 Usage:
     python -m serving.edge exports/ [--port 8501] [--grpc-port 8500] [--host 127.0.0.1]
-        [--backend onnx|savedmodel|auto] [--max-batch-size 32] [--batch-timeout-ms 2]
+        [--backend onnx|savedmodel|auto] [--max-batch-size 32] [--batch-timeout-ms 0]
         [--no-batching] [--max-body-bytes N] [--max-elements N] [--max-batch-queues 32]
         [--poll-seconds 2] [--label cnn:stable=1] [--threads N]
 
@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 
-from serving.edge.batching import DEFAULT_MAX_QUEUES
+from serving.edge.batching import DEFAULT_BATCH_TIMEOUT_S, DEFAULT_MAX_QUEUES
 from serving.edge.metrics import Metrics
 from serving.edge.repository import BACKENDS, ModelRepository
 from serving.edge.service import DEFAULT_MAX_ELEMENTS, EdgeService
@@ -46,7 +46,7 @@ def build_server(
     backend="auto",
     batching=True,
     max_batch_size=32,
-    batch_timeout_ms=2.0,
+    batch_timeout_ms=DEFAULT_BATCH_TIMEOUT_S * 1000,
     max_body_bytes=10 * 1024 * 1024,
     labels=None,
     threads=None,
@@ -89,7 +89,8 @@ def main(argv=None):
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind; loopback unless you mean to expose it")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX when model.onnx exists, else the SavedModel")
     parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
+    parser.add_argument("--batch-timeout-ms", type=float, default=DEFAULT_BATCH_TIMEOUT_S * 1000,
+                        help="how long a batch may wait for more requests; 0 (TF Serving's default) batches only what queues while the model is busy")
     parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
     parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024, help="larger requests get RESOURCE_EXHAUSTED")
     parser.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS, help="the most values one request may hold")

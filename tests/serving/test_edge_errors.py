@@ -223,6 +223,7 @@ def test_pillow_bomb_check_is_what_the_png_triggers():
     [
         (["--max-elements", "0"], "error: --max-elements must be at least 1, got 0"),
         (["--max-batch-queues", "0"], "error: --max-batch-queues and --max-batch-size must be at least 1, got 0 and 32"),
+        (["--batch-timeout-ms", "-1"], "error: --batch-timeout-ms must not be negative, got -1"),
     ],
 )
 def test_bad_server_flags_fail_in_one_line_before_loading(exports, flags, message):
