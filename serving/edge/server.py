@@ -141,7 +141,7 @@ def main(argv=None):
             }
         )
     )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="off", ws="none")
     try:
         uvicorn.Server(config).run()
     finally:
