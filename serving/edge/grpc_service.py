@@ -83,12 +83,13 @@ class _Base:
                 LOGGER.error("unexpected error serving gRPC %s", api, exc_info=problem)
         elapsed = time.perf_counter() - started
         version = resolved.get("version")
-        LOGGER.info(
-            json.dumps(
-                {"event": "request", "protocol": "grpc", "method": api, "model": model, "version": version,
-                 "status": code, "latency_ms": round(elapsed * 1000, 3)}
+        if LOGGER.isEnabledFor(logging.INFO):
+            LOGGER.info(
+                json.dumps(
+                    {"event": "request", "protocol": "grpc", "method": api, "model": model, "version": version,
+                     "status": code, "latency_ms": round(elapsed * 1000, 3)}
+                )
             )
-        )
         if model:
             self.service.record_request(model, version, api, "GRPC", code, elapsed)
         if code != "OK":
@@ -126,7 +127,7 @@ class _PredictionService(_Base):
             _fill_spec(response.model_spec, name, resolved_version, signature.name)
             for key, value in outputs.items():
                 try:
-                    response.outputs[key].CopyFrom(protos.to_tensor_proto(value))
+                    protos.fill_tensor_proto(response.outputs[key], value)
                 except ValueError as problem:
                     raise InvalidInput(f"output {key!r} cannot be sent: {problem}") from None
             return response

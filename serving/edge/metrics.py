@@ -86,25 +86,35 @@ class Metrics:
         )
         self._batchers = []
         registry.register(_BatcherCollector(self._batchers))
+        # Labelled children by (metric, label values): `labels()` validates and locks on every
+        # call, which costs more than the increment itself on the request path.
+        self._children = {}
 
     def watch_batcher(self, batcher):
         """Reports `batcher`'s queue depth and queue count at every scrape."""
         self._batchers.append(batcher)
 
+    def _child(self, metric, *labels):
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def request(self, model, version, api, entrypoint, status, seconds):
         """Counts one request; successful ones also add their latency."""
-        self.request_count.labels(model or "", "" if version is None else str(version), api, entrypoint, status).inc()
+        self._child(self.request_count, model or "", "" if version is None else str(version), api, entrypoint, status).inc()
         if status == "OK":
-            self.request_latency.labels(model or "", api, entrypoint).observe(seconds * 1e6)
+            self._child(self.request_latency, model or "", api, entrypoint).observe(seconds * 1e6)
 
     def runtime(self, model, api, runtime, seconds):
-        self.runtime_latency.labels(model, api, runtime).observe(seconds * 1e6)
+        self._child(self.runtime_latency, model, api, runtime).observe(seconds * 1e6)
 
     def examples(self, model, count):
-        self.example_counts.labels(model).observe(count)
+        self._child(self.example_counts, model).observe(count)
 
     def batch(self, model, rows):
-        self.batch_size.labels(model).observe(rows)
+        self._child(self.batch_size, model).observe(rows)
 
     def load(self, model_path, succeeded, seconds):
         self.load_attempts.labels(model_path, "success" if succeeded else "fail").inc()

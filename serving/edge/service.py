@@ -70,7 +70,7 @@ class EdgeService:
     def record_request(self, model, version, api, entrypoint, code, seconds):
         """Counts one request in the metrics. Names the server does not serve are counted together as
         UNKNOWN_MODEL: a label per name a client makes up would grow the metrics without bound."""
-        known = model in self.repository.model_names()
+        known = self.repository.serves(model)
         self.metrics.request(model if known else UNKNOWN_MODEL, version if known else None, api, entrypoint, code, seconds)
 
     def signature(self, backend, model, signature_name):
