@@ -26,11 +26,19 @@ into `:`, as its exporter writes them); the rest are `kerasdl_edge_*`:
   in successful loads, by model_path.
 
 Each server has its own registry, so several servers in one process (tests)
-do not mix their counts.
+do not mix their counts. Under `--workers N` (`PROMETHEUS_MULTIPROC_DIR` set,
+see `serving.edge.workers`), the values live in prometheus-client's
+multiprocess files and every scrape reports the sum over the workers; the
+queue gauges are then sampled by each worker when a batch starts and summed
+over the live workers.
 """
+
+import os
 
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 PATH = "/monitoring/prometheus/metrics"
@@ -53,8 +61,10 @@ class Metrics:
 
     def __init__(self):
         prometheus_client.disable_created_metrics()
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_DIR_ENV))
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
-        registry = self.registry
+        # In multiprocess mode the metrics write to files, and the page is read from all of them.
+        registry = prometheus_client.CollectorRegistry(auto_describe=True) if self.multiprocess else self.registry
         latency_buckets = _exponential(10, 1.8, 33)  # TF Serving's: 10 us to ~20 minutes.
         self.request_count = prometheus_client.Counter(
             ":tensorflow:serving:request_count", "The total number of requests.",
@@ -85,7 +95,20 @@ class Metrics:
             ["model_path"], registry=registry,
         )
         self._batchers = []
-        registry.register(_BatcherCollector(self._batchers))
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.MultiProcessCollector(self.registry)
+            self.queue_depth = prometheus_client.Gauge(
+                "kerasdl_edge_batch_queue_depth", "Rows waiting to be batched.", ["model_name"],
+                multiprocess_mode="livesum", registry=registry,
+            )
+            self.queue_count = prometheus_client.Gauge(
+                "kerasdl_edge_batch_queues", "Live batching queues (one worker thread each).",
+                multiprocess_mode="livesum", registry=registry,
+            )
+        else:
+            registry.register(_BatcherCollector(self._batchers))
         # Labelled children by (metric, label values): `labels()` validates and locks on every
         # call, which costs more than the increment itself on the request path.
         self._children = {}
@@ -115,6 +138,20 @@ class Metrics:
 
     def batch(self, model, rows):
         self._child(self.batch_size, model).observe(rows)
+        if self.multiprocess:
+            self._sample_queues()
+
+    def _sample_queues(self):
+        depth, count = {}, 0
+        for batcher in self._batchers:
+            for name, waiting in batcher.queued_rows().items():
+                depth[name] = depth.get(name, 0) + waiting
+            count += batcher.queue_count()
+        # A queue that retired since the last sample reads 0, not its last depth.
+        self._sampled = getattr(self, "_sampled", set()) | set(depth)
+        for name in self._sampled:
+            self._child(self.queue_depth, name).set(depth.get(name, 0))
+        self.queue_count.set(count)
 
     def load(self, model_path, succeeded, seconds):
         self.load_attempts.labels(model_path, "success" if succeeded else "fail").inc()

@@ -4,12 +4,13 @@ Usage:
     python -m serving.edge exports/ [--port 8501] [--grpc-port 8500] [--host 127.0.0.1]
         [--backend onnx|savedmodel|auto] [--max-batch-size 32] [--batch-timeout-ms 0]
         [--no-batching] [--max-body-bytes N] [--max-elements N] [--max-batch-queues 32]
-        [--poll-seconds 2] [--label cnn:stable=1] [--threads N]
+        [--poll-seconds 2] [--label cnn:stable=1] [--threads N] [--workers 1]
 
 It binds 127.0.0.1 by default (pass `--host 0.0.0.0` deliberately to expose
 it), logs one JSON line per request (with its latency) to stderr, picks up new
 versions without a restart, answers `/healthz` and `/readyz`, and serves
 Prometheus metrics at `/monitoring/prometheus/metrics` on the REST port.
+`--workers N` runs N server processes on the same ports (`serving.edge.workers`).
 """
 
 import argparse
@@ -17,10 +18,11 @@ import json
 import logging
 import sys
 
+from serving.edge import workers
 from serving.edge.batching import DEFAULT_BATCH_TIMEOUT_S, DEFAULT_MAX_QUEUES
 from serving.edge.metrics import Metrics
 from serving.edge.repository import BACKENDS, ModelRepository
-from serving.edge.service import DEFAULT_MAX_ELEMENTS, EdgeService
+from serving.edge.service import DEFAULT_MAX_ELEMENTS, EdgeService, check_settings
 from serving.labels import EVERY_MODEL, parse_labels
 
 LOGGER = logging.getLogger("serving.edge")
@@ -52,8 +54,11 @@ def build_server(
     threads=None,
     max_elements=DEFAULT_MAX_ELEMENTS,
     max_batch_queues=DEFAULT_MAX_QUEUES,
+    reuse_port=False,
 ):
     """Loads the models and returns `(service, app, grpc_server_or_None, grpc_port)`; nothing listens yet.
+
+    `reuse_port` lets other processes bind the same gRPC port (`--workers`).
 
     Example:
     >>> service, app, grpc_server, port = build_server("exports/", grpc_port=0)
@@ -77,7 +82,7 @@ def build_server(
     if grpc_port is not None and grpc_port >= 0:
         from serving.edge.grpc_service import build_grpc_server
 
-        grpc_server, bound = build_grpc_server(service, host, grpc_port, max_message_bytes=max_body_bytes)
+        grpc_server, bound = build_grpc_server(service, host, grpc_port, max_message_bytes=max_body_bytes, reuse_port=reuse_port)
     return service, app, grpc_server, bound
 
 
@@ -99,12 +104,27 @@ def main(argv=None):
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions; 0 disables")
     parser.add_argument("--label", action="append", default=[], help="version label, [model:]label=version (repeatable)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes sharing the ports (SO_REUSEPORT, Linux), each with its own models; see README Serving")
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # Set by the supervisor.
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    worker = args.worker_index is not None
+    if worker:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_WorkerField(args.worker_index))
+    if args.workers > 1 and not worker:
+        try:
+            _check(args)
+            return workers.supervise(sys.argv[1:] if argv is None else list(argv), args.workers, args.host, args.port,
+                                     args.grpc_port, lambda record: LOGGER.info(json.dumps(record)))
+        except (ValueError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
-        labels = parse_labels(args.label)
+        labels = _check(args)
         service, app, grpc_server, grpc_port = build_server(
             args.base_path,
             host=args.host,
@@ -118,7 +138,9 @@ def main(argv=None):
             threads=args.threads,
             max_elements=args.max_elements,
             max_batch_queues=args.max_batch_queues,
+            reuse_port=worker,
         )
+        rest_socket = workers.listening_socket(args.host, args.port, reuse_port=worker)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -141,11 +163,35 @@ def main(argv=None):
             }
         )
     )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="off", ws="none")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none")
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[rest_socket])
     finally:
         service.repository.stop()
         if grpc_server is not None:
             grpc_server.stop(grace=1).wait()
     return 0
+
+
+def _check(args):
+    """Checks the flags without loading anything (ValueError names the flag); returns the parsed labels."""
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    labels = parse_labels(args.label)
+    ModelRepository(args.base_path, backend=args.backend)
+    check_settings(args.max_elements, args.max_batch_queues, args.max_batch_size, args.batch_timeout_ms / 1000.0)
+    return labels
+
+
+class _WorkerField(logging.Filter):
+    """Starts every JSON log line of a worker with `"worker": index`, so that its lines can be told apart."""
+
+    def __init__(self, index):
+        super().__init__()
+        self.prefix = '{"worker": %d, ' % index
+
+    def filter(self, record):
+        message = record.msg
+        if isinstance(message, str) and message.startswith("{") and len(message) > 2 and not record.args and not message.startswith(self.prefix):
+            record.msg = self.prefix + message[1:]
+        return True

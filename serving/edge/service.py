@@ -53,12 +53,7 @@ class EdgeService:
         max_batch_queues=DEFAULT_MAX_QUEUES,
         metrics=None,
     ):
-        if max_elements is not None and max_elements < 1:
-            raise ValueError(f"--max-elements must be at least 1, got {max_elements}")
-        if batch_timeout_s < 0:
-            raise ValueError(f"--batch-timeout-ms must not be negative, got {batch_timeout_s * 1000:g}")
-        if max_batch_queues < 1 or max_batch_size < 1:
-            raise ValueError(f"--max-batch-queues and --max-batch-size must be at least 1, got {max_batch_queues} and {max_batch_size}")
+        check_settings(max_elements, max_batch_queues, max_batch_size, batch_timeout_s)
         self.repository = repository
         self.max_elements = max_elements
         self.metrics = metrics or getattr(repository, "metrics", None) or Metrics()
@@ -180,6 +175,16 @@ class EdgeService:
         return timed_run(core_inputs)
 
 
+def check_settings(max_elements, max_batch_queues, max_batch_size, batch_timeout_s):
+    """Raises ValueError naming the command-line flag of the first setting out of range."""
+    if max_elements is not None and max_elements < 1:
+        raise ValueError(f"--max-elements must be at least 1, got {max_elements}")
+    if batch_timeout_s < 0:
+        raise ValueError(f"--batch-timeout-ms must not be negative, got {batch_timeout_s * 1000:g}")
+    if max_batch_queues < 1 or max_batch_size < 1:
+        raise ValueError(f"--max-batch-queues and --max-batch-size must be at least 1, got {max_batch_queues} and {max_batch_size}")
+
+
 def _batch_rows(inputs):
     """The shared batch size of `inputs`, or 0 when they cannot be batched (scalars, differing sizes)."""
     sizes = {value.shape[0] if np.ndim(value) else -1 for value in inputs.values()}
@@ -195,4 +200,4 @@ def _input_tensor(backend, signature):
     return signature.name
 
 
-__all__ = ["EdgeService", "InvalidInput", "NotFound", "DEFAULT_SIGNATURE", "DEFAULT_MAX_ELEMENTS"]
+__all__ = ["EdgeService", "InvalidInput", "NotFound", "DEFAULT_SIGNATURE", "DEFAULT_MAX_ELEMENTS", "check_settings"]
