@@ -15,7 +15,8 @@ writes differently from the json module, the json module decides, so what is
 accepted and what is answered did not change: a body orjson refuses (NaN,
 Infinity, 1e400, lone surrogates) is parsed again by the json module; an
 integer literal beyond 64 bits, which orjson reads as a float, is caught when
-its array is built (a magnitude of 2**63 or more) and the body parsed again;
+its array is built (a magnitude of 2**63 or more) and the body parsed again,
+as is a body refused after orjson read it, so that the refusal is the same;
 `:classify`/`:regress` bodies (tf.Example features) always take the json
 module; a response holding NaN or Infinity, which orjson writes as null, is
 written by the json module.
@@ -105,7 +106,11 @@ def parse_predict(request, signature):
     """
     try:
         return _parse_predict(request, signature)
-    except _InexactNumbers:
+    except (_InexactNumbers, InvalidInput):
+        if getattr(request, "exact", True):
+            raise
+        # What orjson read may differ (an integer beyond 64 bits read as a float): the json
+        # module's reading decides what is accepted, and what a refusal says.
         return _parse_predict(load_json(request.body, exact=True), signature)
 
 
