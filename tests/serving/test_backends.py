@@ -72,7 +72,7 @@ def test_both_backends_serve_the_export_command_output(built_exports):
 def test_savedmodel_backend_serves_any_savedmodel(tmp_path):
     """A plain tf.Module (not kerasdl) with its own signature names and outputs."""
     import tensorflow as tf
-    from fastapi.testclient import TestClient
+    from starlette.testclient import TestClient
 
     from serving.edge.server import build_server
 

@@ -179,7 +179,7 @@ def test_savedmodel_backend_errors_follow_tf_codes(edge_savedmodel):
 
 
 def test_rest_element_limit_in_process(exports):
-    from fastapi.testclient import TestClient
+    from starlette.testclient import TestClient
 
     from serving.edge.server import build_server
 
@@ -193,7 +193,7 @@ def test_rest_element_limit_in_process(exports):
 
 
 def test_unexpected_errors_are_500_with_error_body_and_traceback(exports, caplog):
-    from fastapi.testclient import TestClient
+    from starlette.testclient import TestClient
 
     from serving.edge.server import build_server
 
