@@ -1,23 +1,24 @@
 """Shared helpers of the benchmarks: data paths, timing, training runs, result rows.
 
 Every benchmark module returns a dict of this shape (checked by
-`tests/benchmarks/test_quick.py`):
+`tests/benchmarks/test_plumbing.py`; `benchmarks.report` renders it):
 
     {"name": str, "seconds": float, "rows": [row, ...], "targets": [target, ...],
-     "notes": [str, ...]}
+     "notes": [str, ...]}            # optionally "error": str, "raw": {...}
 
 A row is one measurement quoted against a baseline measured in the same run:
-`{"case", "metric", "value", "unit", "baseline_case", "baseline", "ratio"}`.
-A target is `{"id", "description", "value", "threshold", "comparison", "met"}`
-(`met` is None when the measurement could not be made; `value` then None too).
+`{"case", "metric", "value", "unit", "baseline_case", "baseline", "ratio", "higher_is_better"}`.
+A target is `{"id", "description", "value", "threshold", "comparison", "met", "reason"}`,
+built by `target()` from a measured value, never written by hand: `met` is None when the
+measurement could not be made (`value` then None too). `reason` is the module's measured
+explanation for a target not met or not measured (op counts, a time breakdown, the error
+that stopped it), computed from its own measurements; None when nothing was measured, and
+the report then says "no measured reason".
 """
 
 import contextlib
-import hashlib
 import json
 import os
-import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -28,12 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import provenance
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
 # A toy run (tests) shrinks every size further than --quick.
 TOY = os.environ.get("KERASDL_BENCH_TOY") == "1"
-# Trained runs are shared between benchmarks of one output folder (accuracy trains,
-# latency exports the same runs), keyed by the resolved training settings.
+# Trained runs are shared between benchmarks and between invocations (accuracy trains,
+# latency exports the same runs), keyed by code version, resolved config and data (`provenance.reused`).
 RUNS_DIR_ENV = "KERASDL_BENCH_RUNS"
 
 
@@ -53,12 +56,57 @@ def row(case, metric, value, unit, baseline_case, baseline, higher_is_better=Tru
     }
 
 
-def target(identifier, description, value, threshold, comparison):
-    """A pass/fail target; `comparison` is ">=" or "<="."""
+def target(identifier, description, value, threshold, comparison, reason=None):
+    """A pass/fail target computed from a measured `value`.
+
+    Args:
+        identifier: a stable id (the report and tests look targets up by it).
+        description: what is measured and against what, e.g. "ORT / SavedModel latency, batch 1".
+        value: the measured number, or None when it could not be measured.
+        threshold: the bound `value` is held to.
+        comparison: ">=" or "<=".
+        reason: for a target that is not met (or not measured), why, computed from this run's
+            measurements (e.g. "Loop nodes: 1, LSTM nodes: 0"); kept only then.
+
+    Example:
+        >>> target("t", "ratio", 0.61, 0.5, "<=", reason="tf2onnx emitted 1 Loop")["met"]
+        False
+    """
+    if comparison not in (">=", "<="):
+        raise ValueError(f"comparison must be '>=' or '<=', not {comparison!r}")
     met = None
     if value is not None:
         met = bool(value >= threshold) if comparison == ">=" else bool(value <= threshold)
-    return {"id": identifier, "description": description, "value": _round(value), "threshold": threshold, "comparison": comparison, "met": met}
+    return {
+        "id": identifier, "description": description, "value": _round(value), "threshold": threshold, "comparison": comparison,
+        "met": met, "reason": None if met else reason,
+    }
+
+
+ROW_KEYS = ("case", "metric", "value", "unit", "baseline_case", "baseline", "ratio", "higher_is_better")
+TARGET_KEYS = ("id", "description", "value", "threshold", "comparison", "met", "reason")
+
+
+def check_result(outcome):
+    """The ways `outcome` departs from the result shape above; an empty list when it conforms.
+
+    Each target's `met` is recomputed from its value, threshold and comparison, so a result
+    typed by hand (or computed by a different rule) is caught, not reported.
+    """
+    if not isinstance(outcome, dict):
+        return [f"run() returned {type(outcome).__name__}, not the result dict"]
+    problems = [f"missing key {key!r}" for key in ("name", "seconds", "rows", "targets", "notes") if key not in outcome]
+    for item in outcome.get("rows", []):
+        if set(item) != set(ROW_KEYS):
+            problems.append(f"row {item.get('case')!r} has keys {sorted(item)}, expected {list(ROW_KEYS)}")
+    for item in outcome.get("targets", []):
+        if set(item) != set(TARGET_KEYS):
+            problems.append(f"target {item.get('id')!r} has keys {sorted(item)}, expected {list(TARGET_KEYS)}")
+            continue
+        expected = target(item["id"], item["description"], item["value"], item["threshold"], item["comparison"])["met"]
+        if item["met"] is not expected:
+            problems.append(f"target {item['id']!r}: met={item['met']} but {item['value']} {item['comparison']} {item['threshold']} gives {expected}")
+    return problems
 
 
 def _round(value):
@@ -101,43 +149,6 @@ def quiet_tensorflow():
         absl.logging.set_verbosity(absl.logging.ERROR)
     except ImportError:
         pass
-
-
-def environment():
-    """CPU model, flags of interest, core count, library versions and load average."""
-    info = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name") and "cpu_model" not in info:
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and "cpu_flags" not in info:
-                flags = line.split(":", 1)[1].split()
-                info["cpu_flags_of_interest"] = sorted(flag for flag in flags if flag.startswith(("avx", "amx", "fma", "sse4", "vnni", "f16c")))
-                info["cpu_flags"] = " ".join(flags)
-    except OSError:
-        pass
-    versions = {}
-    for package in ("tensorflow", "keras", "keras_hub", "onnx", "onnxruntime", "tf2onnx", "torch", "numpy"):
-        try:
-            module = __import__(package)
-            versions[package] = getattr(module, "__version__", "?")
-        except Exception as error:  # A missing optional library is reported, not fatal.
-            versions[package] = f"not available ({type(error).__name__})"
-    info["versions"] = versions
-    info["load_average"] = os.getloadavg()
-    try:
-        import psutil
-
-        info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        pass
-    return info
-
-
-def max_rss_mb():
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_python(code, timeout=1800, env=None):
@@ -198,7 +209,7 @@ def cifar_arrays(count, seed=0):
 
 def train_config(model_name, data=None, epochs=1, batch_size=None, sets=(), output=None, weights=None):
     """Resolves a training config exactly as `python -m training.run` would."""
-    from training.run import resolve_config
+    from kerasdl.config import resolve_config
 
     flags = {"data": data, "epochs": epochs, "batch_size": batch_size}
     if weights is not None:
@@ -208,29 +219,40 @@ def train_config(model_name, data=None, epochs=1, batch_size=None, sets=(), outp
     return config
 
 
+def runs_folder():
+    """The folder trained runs and their records go to: `$KERASDL_BENCH_RUNS`, or a new temporary one."""
+    return os.environ.get(RUNS_DIR_ENV) or tempfile.mkdtemp(prefix="kerasdl-bench-runs-")
+
+
 def trained_run(model_name, data=None, epochs=1, batch_size=None, sets=(), weights=None, log=print):
-    """Trains with `kerasdl.train.run` (or reuses an identical earlier run of this benchmark output).
+    """Trains with `kerasdl.train.train_and_evaluate`, or reuses a run of the same code, resolved config and data.
 
-    Returns `(run_dir, metrics)` where metrics is the run's metrics.json.
+    The reuse key (`provenance.reuse_key`) covers the code version (commit and uncommitted
+    changes), the config exactly as `training.run` resolves it (output folder aside), a
+    fingerprint of the data and the library versions, so a run made before a code change is
+    never reused after it; nor are the files inside it (profiler traces, checkpoints).
+
+    Returns `(run_dir, metrics)` where metrics is part of the run's metrics.json.
     """
-    from kerasdl.train import run
-
-    key = hashlib.sha256(json.dumps([model_name, data, epochs, batch_size, list(sets), weights]).encode()).hexdigest()[:12]
-    cache_root = os.environ.get(RUNS_DIR_ENV) or tempfile.mkdtemp(prefix="kerasdl-bench-runs-")
-    cache_file = os.path.join(cache_root, f"{model_name}-{key}.json")
-    if os.path.isfile(cache_file):
-        cached = json.loads(Path(cache_file).read_text())
-        if os.path.isdir(cached["run_dir"]):
-            log(f"reusing {cached['run_dir']}")
-            return cached["run_dir"], cached["metrics"]
+    cache_root = runs_folder()
     config = train_config(model_name, data, epochs, batch_size, sets, os.path.join(cache_root, "runs"), weights)
-    summary = run(config, fresh=True, log=lambda line: None)
-    metrics = json.loads(Path(summary["run_dir"], "metrics.json").read_text())
-    metrics = {key: metrics[key] for key in ("test_accuracy", "test_loss", "wall_time_s", "fit_time_s", "examples_per_s", "epochs", "train_examples", "test_examples") if key in metrics}
-    os.makedirs(cache_root, exist_ok=True)
-    Path(cache_file).write_text(json.dumps({"run_dir": summary["run_dir"], "metrics": metrics}))
-    log(f"trained {model_name}: test accuracy {metrics['test_accuracy']:.4f} in {metrics['wall_time_s']:.0f} s ({summary['run_dir']})")
-    return summary["run_dir"], metrics
+    described = config.to_dict()
+    described.pop("output", None)
+
+    def train():
+        from kerasdl.train import train_and_evaluate
+
+        summary = train_and_evaluate(config, fresh=True, log=lambda line: None)
+        metrics = json.loads(Path(summary["run_dir"], "metrics.json").read_text())
+        metrics = {key: metrics[key] for key in ("test_accuracy", "test_loss", "wall_time_s", "fit_time_s", "examples_per_s", "epochs", "train_examples", "test_examples") if key in metrics}
+        log(f"trained {model_name}: test accuracy {metrics['test_accuracy']:.4f} in {metrics['wall_time_s']:.0f} s ({summary['run_dir']})")
+        return {"run_dir": str(summary["run_dir"]), "metrics": metrics}
+
+    record = provenance.reused(
+        cache_root, model_name, provenance.reuse_key(described, data), train,
+        still_valid=lambda value: Path(value["run_dir"], "metrics.json").is_file(), log=log,
+    )
+    return record["run_dir"], record["metrics"]
 
 
 @contextlib.contextmanager

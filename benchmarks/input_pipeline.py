@@ -3,7 +3,7 @@
 CNN on `../shared/data/cifar10-test-jpg` (JPEG decode + augmentation), training
 epochs 2..n timed (epoch 1 decodes and fills the cache, reported separately):
 
-- `folder (default: cache + augment)`: `make_pipeline` exactly as `kerasdl.train.run`
+- `folder (default: cache + augment)`: `make_pipeline` exactly as `kerasdl.train.train_and_evaluate`
   builds it: decode in parallel, cache decoded images, shuffle, batch, augment, prefetch;
 - `folder, no cache + augment`: decoding every epoch (what a set too large to cache costs);
 - `in memory + augment`: the decoded arrays, augmented as in training;
@@ -64,6 +64,10 @@ def profile_input_share(run_dir):
     files = glob.glob(os.path.join(run_dir, "tensorboard", "**", "*.xplane.pb"), recursive=True)
     if not files:
         return None, "no xplane.pb trace in the run's tensorboard/"
+    if len(files) > 1:
+        # One fresh run writes one trace; more means the folder was reused, and the traces may
+        # come from different code. Refuse rather than read an arbitrary one.
+        return None, f"{len(files)} xplane.pb traces in {run_dir}/tensorboard (expected the one of this run)"
     space = xplane_pb2.XSpace()
     with open(files[0], "rb") as handle:
         space.ParseFromString(handle.read())
@@ -98,7 +102,7 @@ def run(quick):
     rows, targets, notes = [], [], []
     folder = common.data_path("cifar10-test-jpg")
     if not folder:
-        return common.result("input_pipeline", started, rows, [common.target("input_pipeline_ratio", "pipeline / in-memory epoch time <= 1.10", None, 1.1, "<=")], ["cifar10-test-jpg is absent"])
+        return common.result("input_pipeline", started, rows, [common.target("input_pipeline_ratio", "CNN epoch time: image-folder pipeline / in-memory (epochs 2..n)", None, 1.1, "<=", reason="../shared/data/cifar10-test-jpg is absent")], ["cifar10-test-jpg is absent"])
     examples = 400 if common.TOY else (2000 if quick else 8000)
     epochs = 2 if common.TOY else 3
     splits = load_data(DataConfig(source=folder, max_examples=examples, validation_fraction=0.1, test_fraction=0.1), ("image",), 42)
@@ -127,7 +131,10 @@ def run(quick):
         rows.append(common.row(f"cnn epoch, {label}", "epoch time", splits.train.size / rate, "s", f"cnn epoch, {base_label}", splits.train.size / rates[base_label], higher_is_better=False))
     rows.append(common.row("cnn first epoch, folder (decode + fill cache)", "epoch time", first["folder (default: cache + augment)"], "s", f"cnn first epoch, {base_label}", first[base_label], higher_is_better=False))
     ratio = rates[base_label] / rates["folder (default: cache + augment)"]
-    targets.append(common.target("input_pipeline_ratio", "CNN epoch time: image-folder pipeline / in-memory <= 1.10 (epochs 2..n)", ratio, 1.1, "<="))
+    reason = (f"epoch time vs in memory without augmentation: in memory with the same augmentation {rates[base_label] / rates['in memory + augment']:.2f}x, "
+              f"folder (cache + augment) {ratio:.2f}x, folder without cache {rates[base_label] / rates['folder, no cache + augment']:.2f}x; "
+              f"so the folder itself costs {rates['in memory + augment'] / rates['folder (default: cache + augment)']:.2f}x the same augmented in-memory epoch")
+    targets.append(common.target("input_pipeline_ratio", "CNN epoch time: image-folder pipeline / in-memory (epochs 2..n)", ratio, 1.1, "<=", reason=reason))
     notes.append(f"{splits.train.size} train / {splits.validation.size} validation CIFAR-10 JPEGs, batch 64, {epochs} epochs; augmentation = kerasdl.data.augment.make_augmenter defaults")
     notes.append(f"augmentation alone costs {rates[base_label] / rates['in memory + augment']:.2f}x the in-memory epoch; decoding every epoch (no cache) {rates[base_label] / rates['folder, no cache + augment']:.2f}x")
 
@@ -154,7 +161,8 @@ def run(quick):
     dataset = make_pipeline(splits.train, 64, training=True, augmenter=augmenter()).repeat()
     share = input_wait_share(model, dataset, 15 if quick else 60)
     rows.append(common.row("manual loop: waiting for input", "share of step time", share, "fraction", "5% threshold", 0.05, higher_is_better=False))
-    targets.append(common.target("cnn_not_input_bound_loop", "CNN training from the JPEG folder: input wait share of step time < 0.05 (manual loop)", share, 0.05, "<="))
+    targets.append(common.target("cnn_not_input_bound_loop", "CNN training from the JPEG folder: input wait share of step time (manual loop, steady state)", share, 0.05, "<=",
+                                 reason=None if share is None else f"the manual loop waited {100 * share:.1f}% of its step time for the next batch"))
     # (b) the profiler trace of `training.run cnn --profile`.
     if not common.TOY:
         try:

@@ -1,5 +1,5 @@
 """Our training path on in-memory arrays, timed per epoch: the project's pipeline,
-model entry, optimizer, compile options and callbacks, as `kerasdl.train.run` uses them.
+model entry, optimizer, compile options and callbacks, as `kerasdl.train.train_and_evaluate` uses them.
 
 Shared by `training_throughput`, `levers` and `input_pipeline`; it exists so that one
 option (a lever) can be changed at a time without going through the CLI.
@@ -49,7 +49,8 @@ def fit_epochs(
     """
     import keras
 
-    from kerasdl.callbacks import make_callbacks, make_optimizer, steps_per_epoch
+    from kerasdl.callbacks import make_callbacks
+    from kerasdl.optim import make_optimizer, steps_per_epoch
     from kerasdl.config import TrainConfig
     from kerasdl.data.pipeline import make_pipeline, normalization_statistics
 

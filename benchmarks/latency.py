@@ -240,7 +240,8 @@ def run(quick):
                 import yaml
 
                 run_config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-                image_size = int(run_config.get("model", {}).get("image_size") or 224)
+                # The model follows data.image_size unless model.image_size is set.
+                image_size = int(run_config.get("model", {}).get("image_size") or (run_config.get("data", {}).get("image_size") or [224])[0])
                 flop = RESNET50_FLOP_224 * (image_size / 224) ** 2
                 achieved = 32 * flop / (measured[("ort fp32", 32)] / 1000) / 1e9
                 rows.append(common.row("resnet50 ort fp32 batch 32", "GFLOP/s", achieved, "GFLOP/s", "tf.matmul 2048 fp32 peak", peaks["float32"]))

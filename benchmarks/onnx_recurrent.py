@@ -137,7 +137,7 @@ def run(quick=False, threads=None):
 
     started = time.time()
     rows, targets, notes = [], [], [f"load average at the start {os.getloadavg()}, ORT intra-op threads {threads or 'default'}"]
-    measured = {}
+    measured, best_calls = {}, {}
     differences = {}
     with common.temporary_folder("kerasdl-bench-recurrent-") as folder:
         for case, (model, input_name, examples) in _models(TOY_SIZES if common.TOY else SIZES).items():
@@ -161,7 +161,7 @@ def run(quick=False, threads=None):
 
                     seconds = common.median_time(timed, repeats=repeats if not quick else 3, warmup=warmup, min_seconds=0.0 if common.TOY else (0.3 if quick else 1.5))
                     measured[(case, label, batch_size)] = seconds * 1000
-                    best[label] = min(samples[warmup:]) * 1000
+                    best[label] = best_calls[(case, label, batch_size)] = min(samples[warmup:]) * 1000
                 # On a shared machine a call longer than a scheduler slice is often preempted, which
                 # inflates the median of the slower formats; the best call shows the undisturbed cost.
                 notes.append(f"{case} batch {batch_size} best call: " + ", ".join(
@@ -179,14 +179,22 @@ def run(quick=False, threads=None):
         top, bottom = measured.get(numerator), measured.get(denominator)
         return top / bottom if top and bottom else None
 
+    def why(numerator, denominator):
+        # Plumbing (benchmarks.common target reasons): the medians, the best calls and the ops behind a ratio.
+        parts = [f"{key[1]} median {measured[key]:.3g} ms, best call {best_calls[key]:.3g} ms" for key in (numerator, denominator) if key in measured]
+        ops = [note.split(": ", 1)[1] for note in notes if note.startswith(f"{numerator[0]} {numerator[1]}: ops")]
+        return f"{numerator[0]} batch {numerator[2]}: " + "; ".join(parts + [f"{numerator[1]} graph {op}" for op in ops]) if parts else None
+
     for batch_size, limit in ((1, 0.1), (32, 0.3)):
+        numerator, denominator = ("series", "fused fp32", batch_size), ("series", "savedmodel", batch_size)
         targets.append(common.target(
             f"fused_lstm_vs_savedmodel_batch{batch_size}", f"series LSTM(64): fused ORT / SavedModel latency, batch {batch_size} <= {limit}",
-            ratio(("series", "fused fp32", batch_size), ("series", "savedmodel", batch_size)), limit, "<=",
+            ratio(numerator, denominator), limit, "<=", reason=why(numerator, denominator),
         ))
+    numerator, denominator = ("series", "fused int8", 32), ("series", "fused fp32", 32)
     targets.append(common.target(
         "fused_lstm_int8_vs_fp32", "series LSTM(64): fused int8 / fp32 latency, batch 32 <= 0.7",
-        ratio(("series", "fused int8", 32), ("series", "fused fp32", 32)), 0.7, "<=",
+        ratio(numerator, denominator), 0.7, "<=", reason=why(numerator, denominator),
     ))
     notes.append(f"load average at the end {os.getloadavg()}")
     for case in ("series", "text"):

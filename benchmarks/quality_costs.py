@@ -84,7 +84,7 @@ def _gradient_overhead(model_name, epochs):
     import keras
     import numpy as np
 
-    from kerasdl.callbacks import make_optimizer, steps_per_epoch
+    from kerasdl.optim import make_optimizer, steps_per_epoch
     from kerasdl.data.digits import load_digits
     from kerasdl.data.pipeline import make_pipeline, normalization_statistics
     from kerasdl.gradients import GradientNormLogger

@@ -6,8 +6,9 @@ Each spec: `name -> dict(model, data, epochs, batch_size, sets, weights, referen
 """
 
 import os
+import tempfile
 
-from benchmarks import common
+from benchmarks import common, provenance
 
 # Published references (see ../shared/README.md).
 REFERENCES = {
@@ -70,10 +71,13 @@ def specs(quick):
 
 
 def train(case, spec, log=print):
-    """Trains (or reuses) the run of one spec; returns `(run_dir, metrics)`."""
+    """Trains (or reuses, see `common.trained_run`) the run of one spec; returns `(run_dir, metrics)`."""
     data = spec["data"]
     if callable(data):
-        data = data(os.path.join(os.environ.get(common.RUNS_DIR_ENV) or "/tmp", "data"))
+        # Written data is derived by code, so it lives under the code version: a file written
+        # by older code is never read again (nor, through its fingerprint, a run trained on it).
+        code = provenance.code_version()["key"]
+        data = data(os.path.join(common.runs_folder(), "data", code) if code else tempfile.mkdtemp(prefix="kerasdl-bench-data-"))
     return common.trained_run(spec["model"], data, spec["epochs"], spec["batch_size"], spec["sets"], spec["weights"], log=log)
 
 

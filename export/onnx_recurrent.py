@@ -34,10 +34,10 @@ The module is one job, reading the layers and writing the graph, a little over 3
 
 import numpy as np
 
+# The ONNX format's opset, stated once there; the fused graph needs at least 14 (LSTM's `layout`).
+from export.formats.onnx import OPSET as DEFAULT_OPSET
 from kerasdl.contract import INPUT_NAMES, ONNX_OUTPUT, TEXT_ONNX_INPUTS
 
-# The opset export/onnx.py uses; the fused graph needs 14 (LSTM's `layout`).
-DEFAULT_OPSET = 17
 MINIMUM_OPSET = 14
 # Keras orders the LSTM gate blocks i, f, c, o; ONNX wants i, o, f, c.
 KERAS_TO_ONNX_LSTM_GATES = (0, 3, 1, 2)

@@ -228,4 +228,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from kerasdl.console import quiet_startup  # Before TensorFlow loads; see kerasdl/console.py.
+
+    quiet_startup()
     sys.exit(main())

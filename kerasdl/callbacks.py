@@ -1,134 +1,117 @@
-"""The standard callback set and the optimizer, built from the training config."""
+"""The standard callback set and the progress bar, built from the training config.
 
-import math
+Defaults are `kerasdl.config.TrainConfig`'s (read, never restated). The optimizer and the
+learning-rate schedules are `kerasdl.optim`.
+"""
+
 import os
 
 import keras
 
-
-def make_optimizer(optimizer="adamw", learning_rate=1e-3, weight_decay=1e-4, clipnorm=None, lr_schedule="cosine", warmup_epochs=1, epochs=20, steps_per_epoch=1):
-    """Returns the optimizer; a cosine schedule with warmup is built into its learning rate.
-
-    Args:
-        optimizer: "adam" or "adamw".
-        learning_rate: the peak learning rate.
-        weight_decay: decoupled weight decay (adamw only).
-        clipnorm: clip each gradient to this norm; None disables clipping.
-        lr_schedule: "cosine" puts a warmup + cosine decay schedule into the optimizer,
-            "linear" a warmup + linear decay to zero (BERT's schedule); the others ("step", "plateau", "constant") use a constant rate that a callback
-            may change.
-        warmup_epochs: linear warmup length for "cosine".
-        epochs: the planned number of epochs (the cosine decay length).
-        steps_per_epoch: batches per epoch.
-
-    Example:
-    >>> make_optimizer("adamw", 1e-3, lr_schedule="cosine", epochs=10, steps_per_epoch=20)
-    """
-    rate = learning_rate
-    if lr_schedule == "linear":
-        rate = WarmupLinearDecay(learning_rate, warmup_steps=max(0, warmup_epochs) * steps_per_epoch, total_steps=max(1, epochs * steps_per_epoch))
-    elif lr_schedule == "cosine":
-        warmup_steps = max(0, warmup_epochs) * steps_per_epoch
-        decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
-        if warmup_steps:
-            rate = keras.optimizers.schedules.CosineDecay(
-                initial_learning_rate=learning_rate / 100, decay_steps=decay_steps,
-                warmup_target=learning_rate, warmup_steps=warmup_steps, alpha=0.01,
-            )
-        else:
-            rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.01)
-    elif lr_schedule not in ("step", "plateau", "constant"):
-        raise ValueError(f"train.lr_schedule must be cosine, linear, step, plateau or constant, got {lr_schedule!r}")
-    if optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay, clipnorm=clipnorm)
-    if optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=rate, clipnorm=clipnorm)
-    raise ValueError(f"train.optimizer must be adam or adamw, got {optimizer!r}")
+from kerasdl.config import TrainConfig
+from kerasdl.optim import step_decay
 
 
-@keras.saving.register_keras_serializable(package="kerasdl")
-class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup from 0 to `peak_learning_rate`, then linear decay to 0 at `total_steps`.
-
-    Keras has cosine decay with warmup but no linear one; this is BERT's schedule.
-
-    Args:
-        peak_learning_rate: the rate reached at the end of the warmup.
-        warmup_steps: optimizer steps of linear warmup.
-        total_steps: the step at which the rate reaches zero.
-
-    Example:
-    >>> schedule = WarmupLinearDecay(1e-3, warmup_steps=10, total_steps=100)
-    >>> float(schedule(10))
-    0.001
-    """
-
-    def __init__(self, peak_learning_rate, warmup_steps, total_steps):
-        self.peak_learning_rate = peak_learning_rate
-        self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warmup = step / max(1, self.warmup_steps)
-        decay = (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps)
-        fraction = keras.ops.where(step < self.warmup_steps, warmup, decay)
-        return self.peak_learning_rate * keras.ops.clip(fraction, 0.0, 1.0)
-
-    def get_config(self):
-        return {"peak_learning_rate": self.peak_learning_rate, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
-
-
-def step_decay(learning_rate, step_size, gamma):
-    """The seed's StepLR as a function of the epoch: `lr * gamma ** (epoch // step_size)`."""
-
-    def schedule(epoch, current_rate=None):
-        return learning_rate * gamma ** (epoch // step_size)
-
-    return schedule
-
-
-def make_callbacks(run_dir, lr_schedule="cosine", learning_rate=1e-3, step_size=7, step_gamma=0.1, plateau_factor=0.5, plateau_patience=2, early_stopping_patience=5, profile=False, backup=None, verbose=1):
+def make_callbacks(
+    run_dir,
+    lr_schedule=TrainConfig.lr_schedule,
+    learning_rate=TrainConfig.learning_rate,
+    step_size=TrainConfig.step_size,
+    step_gamma=TrainConfig.step_gamma,
+    plateau_factor=TrainConfig.plateau_factor,
+    plateau_patience=TrainConfig.plateau_patience,
+    early_stopping_patience=TrainConfig.early_stopping_patience,
+    profile=TrainConfig.profile,
+    backup_dir=None,
+    cluster=None,
+    initial_state=None,
+    verbose=1,
+):
     """Returns the standard callbacks, writing into `run_dir`.
 
     EarlyStopping on val_loss (restoring the best weights), ModelCheckpoint of the best
     model (`checkpoints/best.keras`), the LR callback for "step"/"plateau", TensorBoard
     (with a profiler trace of batches 5-10 when `profile`), CSVLogger (`history.csv`,
     appended so a resumed run keeps its earlier epochs), TerminateOnNaN, and
-    BackupAndRestore (`backup/`, or the `backup` callback given, e.g. the multi-worker-safe
-    one from `kerasdl.distribute.backup_and_restore`), so that a killed run started again
-    resumes from the last completed epoch.
+    BackupAndRestore (`kerasdl.distribute.backup_and_restore`: safe with several workers,
+    and it saves and restores the best scores of EarlyStopping, ModelCheckpoint and
+    ReduceLROnPlateau), so that a killed run started again resumes from the last completed
+    epoch with the best model over all epochs.
 
     Args:
-        run_dir: the run directory.
+        run_dir: where this worker writes (the run directory, or a non-chief worker's
+            temporary one).
         lr_schedule, learning_rate, step_size, step_gamma, plateau_factor, plateau_patience:
             the learning-rate policy (see `kerasdl.config.TrainConfig`).
         early_stopping_patience: epochs without a better val_loss before stopping.
         profile: record a profiler trace.
-        backup: the BackupAndRestore callback to use instead of one writing `run_dir/backup`.
+        backup_dir: the backup directory every worker reads; `run_dir/backup` by default.
+        cluster: the `ClusterInfo` of `kerasdl.distribute.make_strategy`; one process by default.
+        initial_state: the tracked callbacks' state when there is no backup yet (a second
+            phase continuing the first one's best score; see `backup_and_restore`).
         verbose: messages from the LR callbacks.
 
     Example:
     >>> callbacks = make_callbacks("runs/cnn/20260101-000000")
     """
+    from kerasdl import distribute
+
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
     os.makedirs(checkpoint_dir, exist_ok=True)
+    early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True, verbose=1)
+    checkpoint = keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "best.keras"), monitor="val_loss", save_best_only=True)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True, verbose=1),
-        keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, "best.keras"), monitor="val_loss", save_best_only=True),
+        early_stopping,
+        checkpoint,
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), profile_batch=(5, 10) if profile else 0),
     ]
+    tracked = [early_stopping, checkpoint]
     if lr_schedule == "step":
         callbacks.append(keras.callbacks.LearningRateScheduler(step_decay(learning_rate, step_size, step_gamma), verbose=0))
     elif lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=plateau_factor, patience=plateau_patience, verbose=verbose))
-    # Last, so that an epoch counts as done only after its history row and checkpoint are
-    # written: a run killed in between redoes that epoch rather than losing its row.
-    callbacks.append(backup or keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=True))
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=plateau_factor, patience=plateau_patience, verbose=verbose)
+        callbacks.append(plateau)
+        tracked.append(plateau)
+    # Last, so that an epoch counts as done only after its history row, checkpoint and the
+    # others' state are written: a run killed in between redoes that epoch rather than losing it.
+    callbacks.append(distribute.backup_and_restore(
+        backup_dir or os.path.join(run_dir, "backup"), cluster or distribute.ClusterInfo(strategy="default"),
+        tracked=tracked, initial_state=initial_state,
+    ))
     return callbacks
 
 
-def steps_per_epoch(num_examples, batch_size):
-    return max(1, math.ceil(num_examples / batch_size))
+def progress_bar(steps_per_epoch):
+    """Returns Keras' progress bar, counting the real steps of an epoch of `steps_per_epoch`.
+
+    With several steps per compiled call, Keras reports the last step of every call as if
+    the call were full, so a 23-step epoch at 16 steps per call showed "32/23" (and a
+    negative time left) before "23/23". This bar caps the count at the epoch's steps, and
+    knows the total even when the dataset's length is unknown to Keras.
+
+    Example:
+    >>> model.fit(dataset, callbacks=[progress_bar(23)])
+    """
+    return StepCountingProgbar(steps_per_epoch)
+
+
+class StepCountingProgbar(keras.callbacks.ProgbarLogger):
+    """`keras.callbacks.ProgbarLogger` whose count never passes the steps of an epoch (see `progress_bar`).
+
+    Args:
+        steps_per_epoch: the optimizer steps in one training epoch.
+    """
+
+    def __init__(self, steps_per_epoch):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+
+    def set_params(self, params):
+        super().set_params(params)
+        if self.target is None:
+            self.target = self.steps_per_epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(min(batch, self.target - 1) if self.target else batch, logs)

@@ -1,23 +1,35 @@
-"""The run configuration: one dataclass per concern, every default with its reason.
+"""The run configuration: one dataclass per concern, every default with its reason, and its resolution.
 
 Override order, lowest to highest priority:
-    1. the defaults below;
-    2. the model's registry defaults (e.g. a smaller learning rate for resnet50);
+    1. the dataclass defaults below (and each builder's keyword defaults for `model.*`);
+    2. the model entry's `defaults` (e.g. BERT's linear schedule);
     3. `--config file.yaml` (nested: `train: {epochs: 5}`);
-    4. `--set section.key=value` (values parsed as YAML: `--set data.image_size=[64,64]`);
-    5. the common flags (`--epochs`, `--batch-size`, `--learning-rate`, `--data`, `--seed`, ...).
-An unknown key or a value of the wrong type is a `ConfigError` that lists the valid keys.
-The resolved config is saved in the run directory as `config.yaml`.
+    4. `--set section.key=value`;
+    5. the common flags (`--epochs`, `--batch-size`, `--learning-rate`, `--data`, `--seed`, ...);
+then, with the built-in data only, the entry's `default_data` for the keys not set in 3-5.
+
+The dataclass defaults are the only statement of a default: `--help`, the flags' help and
+the signatures of `kerasdl.optim`, `kerasdl.callbacks` and `kerasdl.data.pipeline` read them.
+Every value is checked on every path (file, `--set`, flags) against its type (`None` only where
+the key may be None) and its rule (`RULES`); a mistake is a one-line `ConfigError` naming the key,
+what it must be and an example. Nothing here imports TensorFlow or Keras, so `--help` and config
+errors answer at once. The resolved config is saved in the run directory as `config.yaml`.
+
+The module is longer than ~300 lines on purpose: every default and every rule is stated
+here once, with its reason, next to the resolution that reads them (how values are read
+and checked is `kerasdl.config_rules`).
 """
 
 import dataclasses
 import typing
 
-import yaml
+from kerasdl.config_rules import ConfigError, Rule, check_value, coerce, validate_config
+from kerasdl.distribute.strategy import STRATEGY_NAMES
 
-
-class ConfigError(ValueError):
-    """A bad configuration key or value (shown to the user without a traceback)."""
+__all__ = [
+    "AugmentConfig", "Config", "ConfigError", "DataConfig", "FinetuneConfig", "Rule", "SECTIONS", "TrainConfig",
+    "default_config", "resolve_config", "set_value", "apply_mapping", "valid_keys",
+]
 
 
 @dataclasses.dataclass
@@ -99,9 +111,9 @@ class TrainConfig:
     # One seed drives splits, shuffling, augmentation and initialization.
     seed: int = 42
     # 16 steps per compiled call: 1.70x the MLP's, 1.30x the CNN's and 1.08x the LSTM's
-    # training examples/s of 1 (benchmarks/RESULTS.md, levers); progress bars and batch-level
-    # callbacks then update every 16 steps. Epoch-level callbacks are unaffected. Multi-worker
-    # runs use 1 (the only value checked with the multi-worker fix).
+    # training examples/s of 1 (benchmarks/RESULTS.md, levers). It is capped at the steps of
+    # an epoch, and the progress bar counts real steps. Epoch-level callbacks are unaffected.
+    # Multi-worker runs use 1 (the only value checked with the multi-worker fix).
     steps_per_execution: int = 16
     # XLA ran the seed CNN at 0.61x plain Keras on this CPU, with a 2.6x longer first epoch
     # (benchmarks/RESULTS.md), so it is off by default.
@@ -133,7 +145,9 @@ class Config:
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
-    # Builder keyword arguments of the chosen model (validated against its signature).
+    # Builder keyword arguments of the chosen model (checked against its builders' defaults).
+    # A key whose default differs per modality (the LSTM's `bidirectional`) is None until
+    # the data is known: `fill_modality_defaults` then sets that modality's default.
     model: dict = dataclasses.field(default_factory=dict)
     # Runs go to <output>/<model>/<timestamp>/.
     output: str = "runs"
@@ -153,34 +167,173 @@ def _plain(value):
 
 SECTIONS = ("data", "augment", "train", "finetune")
 
+# The common flags: `--name` sets the key; the help text is the description plus the key's default.
+FLAGS = {
+    "epochs": ("train.epochs", "epochs to train"),
+    "batch_size": ("train.batch_size", "examples per step (per replica)"),
+    "learning_rate": ("train.learning_rate", "the peak learning rate"),
+    "data": ("data.source", "default (the built-in set), an image folder, a .npz, a CSV/TSV/JSONL, a UCR prefix, or tfds:NAME"),
+    "data_dir": ("data.data_dir", "where TFDS keeps its files"),
+    "seed": ("train.seed", "the seed of splits, shuffling, augmentation and initialization"),
+    "output": ("output", "where run directories go"),
+    "strategy": ("train.strategy", "auto, default, mirrored or multi_worker"),
+    "weights": ("model.weights", "imagenet, none, or a local .h5/.weights.h5 file"),
+    "preset": ("model.preset", "a keras-hub preset name or a local preset directory"),
+}
+
 
 def valid_keys(config):
+    """Every settable key of `config`: `section.name` of each dataclass field, `model.*`, `output`."""
     keys = [f"{section}.{field.name}" for section in SECTIONS for field in dataclasses.fields(getattr(config, section))]
     keys += [f"model.{name}" for name in config.model]
     return keys + ["output"]
 
 
-def parse_value(text):
-    """Parses a `--set` value as YAML, so `3`, `0.1`, `true`, `[64, 64]` get their types."""
-    if text.strip().lower() == "none":
-        return None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def set_value(config, key, value):
-    """Sets `section.name` to `value`, checking that the key exists and the type fits."""
+def default_value(key, model_name=None):
+    """The default of `key` (for `model.*` keys, of `model_name`'s builders), as `--help` shows it."""
+    config = default_config(model_name) if model_name else Config()
     if key == "output":
-        config.output = _checked(key, value, str, config.output)
-        return
+        return config.output
     section, _, name = key.partition(".")
+    return config.model.get(name) if section == "model" else getattr(getattr(config, section), name)
+
+
+def default_config(model_name):
+    """The defaults for `model_name`: the dataclass defaults plus its builders' keyword arguments.
+
+    Example:
+    >>> default_config("cnn").model["filters"]
+    (32, 64)
+    """
+    config = Config(model_name=model_name)
+    config.model.update(_model_entry(model_name).builder_arguments())
+    config.model.update(dict.fromkeys(modality_defaults(model_name), None))
+    return config
+
+
+def modality_defaults(model_name):
+    """`{key: {modality: default}}` for the `model.*` keys whose default differs per modality.
+
+    Example:
+    >>> modality_defaults("lstm")
+    {'bidirectional': {'sequence': False, 'text': True}}
+    """
+    entry = _model_entry(model_name)
+    per_modality = {modality: entry.builder_arguments(modality) for modality in entry.modality_builders}
+    differing = {}
+    for key in entry.builder_arguments():
+        values = {modality: arguments[key] for modality, arguments in per_modality.items() if key in arguments}
+        if len({repr(value) for value in values.values()}) > 1:
+            differing[key] = values
+    return differing
+
+
+def fill_modality_defaults(config, modality):
+    """Sets each per-modality `model.*` key still None to `modality`'s default (once the data is known)."""
+    for key, values in modality_defaults(config.model_name).items():
+        if config.model.get(key) is None and modality in values:
+            config.model[key] = values[modality]
+    return config
+
+
+def resolve_config(model_name, config_file=None, sets=(), flags=None):
+    """Applies the override order and returns the checked `Config`.
+
+    Args:
+        model_name: a registered model.
+        config_file: a YAML file of overrides, or None.
+        sets: `key=value` strings, as given to `--set`.
+        flags: `{flag name: value}` for the `FLAGS` (None values are skipped); values may be
+            the command line's strings or typed values.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type or out of its range.
+
+    Example:
+    >>> resolve_config("mlp", sets=["train.epochs=3"], flags={"batch_size": "32"}).train.batch_size
+    32
+    """
+    import yaml
+
+    entry = _model_entry(model_name)
+    config = default_config(model_name)
+    for flag, value in (flags or {}).items():
+        section, _, name = FLAGS[flag][0].partition(".")
+        if value is not None and section == "model" and name not in config.model:
+            owners = [other for other in _model_names() if name in _model_entry(other).builder_arguments()]
+            raise ConfigError(f"--{flag.replace('_', '-')} does not apply to {model_name}: it sets model.{name}, which only {', '.join(owners)} has")
+    for key, value in entry.defaults.items():
+        set_value(config, key, value)
+    explicit = set()
+    if config_file:
+        try:
+            with open(config_file) as handle:
+                mapping = yaml.safe_load(handle) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{config_file}: no such config file") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{config_file}: not valid YAML ({str(error).splitlines()[0]})") from None
+        explicit |= apply_mapping(config, mapping, config_file)
+    for item in sets:
+        key, separator, text = item.partition("=")
+        if not separator:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=5")
+        set_value(config, key.strip(), text, origin="--set")
+        explicit.add(key.strip())
+    for flag, value in (flags or {}).items():
+        if value is not None:
+            key = FLAGS[flag][0]
+            set_value(config, key, value, origin="--" + flag.replace("_", "-"))
+            explicit.add(key)
+    if config.data.source == "default":
+        # The built-in data's own needs (e.g. ResNet50's 32x32x3 minimum), unless set explicitly.
+        for key, value in entry.default_data.items():
+            if key not in explicit:
+                set_value(config, key, value)
+    validate_config(config)
+    return config
+
+
+def apply_mapping(config, mapping, origin):
+    """Applies a nested mapping (from a YAML file) on top of `config`; returns the keys it set."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections (data, augment, train, finetune, model, output), got {type(mapping).__name__}")
+    keys = set()
+    for section, values in mapping.items():
+        if section == "model_name":
+            continue  # A saved config.yaml names its model; the command line chooses it.
+        if section == "output" or not isinstance(values, dict):
+            if section != "output":
+                raise ConfigError(f"{origin}: section {section!r} must be a mapping of keys, e.g. train: {{epochs: 5}}")
+            set_value(config, "output", values, origin=origin)
+            keys.add("output")
+            continue
+        for name, value in values.items():
+            set_value(config, f"{section}.{name}", value, origin=origin)
+            keys.add(f"{section}.{name}")
+    return keys
+
+
+def set_value(config, key, value, origin=None):
+    """Sets `key` (`section.name`, `model.name` or `output`) to `value` after checking it.
+
+    `value` is either typed (a YAML file, a caller) or the command line's text (`origin`
+    "--set" or a flag), which is read according to the key's type: `--set train.epochs=3`
+    gives 3, `--set data.text_column=2` the string "2", `none` None where None is allowed.
+    """
+    if not isinstance(key, str) or key.count(".") > 1:
+        raise ConfigError(_unknown(config, key))
+    section, _, name = key.partition(".")
+    if key == "output":
+        expected, allows_none, rule = str, False, RULES.get(key)
+        config.output = coerce(key, value, expected, allows_none, origin, config.output, rule)
+        check_value(key, config.output, rule, origin)
+        return
     if section == "model":
         if name not in config.model:
             raise ConfigError(_unknown(config, key))
-        default = config.model[name]
-        config.model[name] = _checked(key, value, type(default) if default is not None else None, default)
+        expected, allows_none, example = _model_type(config.model_name, name)
+        config.model[name] = coerce(key, value, expected, allows_none, origin, example, None)
         return
     if section not in SECTIONS or not name:
         raise ConfigError(_unknown(config, key))
@@ -188,44 +341,119 @@ def set_value(config, key, value):
     fields = {field.name: field for field in dataclasses.fields(target)}
     if name not in fields:
         raise ConfigError(_unknown(config, key))
-    setattr(target, name, _checked(key, value, _base_type(fields[name].type), getattr(target, name)))
+    expected, allows_none = _field_type(fields[name].type)
+    rule = RULES.get(key)
+    example = rule.example if rule is not None and rule.example is not None else getattr(type(target)(), name)
+    checked = coerce(key, value, expected, allows_none, origin, example, rule)
+    check_value(key, checked, rule, origin)
+    setattr(target, name, checked)
 
 
-def apply_mapping(config, mapping, origin):
-    """Applies a nested mapping (from a YAML file) on top of `config`."""
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"{origin}: expected a mapping of sections (data, train, ...), got {type(mapping).__name__}")
-    for section, values in mapping.items():
-        if section in ("output", "model_name") and not isinstance(values, dict):
-            if section == "output":
-                set_value(config, "output", values)
-            continue
-        if not isinstance(values, dict):
-            raise ConfigError(f"{origin}: section {section!r} must be a mapping; valid keys: {', '.join(valid_keys(config))}")
-        for name, value in values.items():
-            set_value(config, f"{section}.{name}", value)
+def _field_type(annotation):
+    """`(base type, None allowed)` of a dataclass field's annotation."""
+    arguments = typing.get_args(annotation)
+    if arguments:
+        return next(argument for argument in arguments if argument is not type(None)), type(None) in arguments
+    return annotation, False
 
 
-def _base_type(annotation):
-    if annotation in (int, float, str, bool, list, dict):
-        return annotation
-    arguments = [argument for argument in typing.get_args(annotation) if argument is not type(None)]
-    return arguments[0] if arguments else None
+def _model_type(model_name, name):
+    """`(type, None allowed, example)` of a `model.*` key: its builder's annotation, else its default's type.
+
+    A key whose default is None and that has no annotation takes a string (a name or a path).
+    """
+    entry = _model_entry(model_name)
+    annotation = entry.builder_annotations().get(name)
+    per_modality = modality_defaults(model_name).get(name)
+    default = entry.builder_arguments().get(name)
+    if annotation is not None:
+        expected, allows_none = _field_type(annotation)
+    elif per_modality:
+        example = next(iter(per_modality.values()))
+        return type(example), True, example
+    elif default is None:
+        return str, True, "NAME"
+    else:
+        expected, allows_none = type(default), False
+    return expected, allows_none, default if default is not None else 1
 
 
-def _checked(key, value, expected, default):
-    if value is None or expected is None:
-        return value
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is list and isinstance(value, tuple):
-        return list(value)
-    if expected is tuple and isinstance(value, list):
-        return tuple(value)
-    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
-        raise ConfigError(f"{key} must be {expected.__name__}, got {value!r} ({type(value).__name__}); default is {default!r}")
-    return value
+def _model_names():
+    from kerasdl.models.registry import model_names
+
+    return model_names()
+
+
+def _model_entry(model_name):
+    from kerasdl.models.registry import get_model_entry, model_names
+
+    try:
+        return get_model_entry(model_name)
+    except KeyError:
+        raise ConfigError(_closest(f"unknown model {model_name!r}", model_name, model_names(), "choose one of: " + ", ".join(model_names()))) from None
 
 
 def _unknown(config, key):
-    return f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(config))}"
+    keys = valid_keys(config)
+    section = str(key).partition(".")[0]
+    in_section = [valid.partition(".")[2] for valid in keys if valid.startswith(section + ".")]
+    fallback = f"valid {section} keys: {', '.join(in_section)}" if in_section else "keys are " + ", ".join(f"{name}.NAME" for name in SECTIONS + ("model",)) + " or output"
+    return _closest(f"unknown config key {key!r}", str(key), keys, fallback) + " (python -m training.run --help lists every key)"
+
+
+def _closest(message, word, choices, fallback):
+    """`message; did you mean X?` when difflib finds a close choice, else `message; fallback`."""
+    import difflib
+
+    matches = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
+    if matches:
+        return f"{message}; did you mean {' or '.join(repr(match) for match in matches)}?"
+    return f"{message}; {fallback}"
+
+
+# What each value must be beyond its type. Keys without a rule take any value of their type.
+RULES = {
+    "data.source": Rule(nonempty=True),
+    "data.validation_fraction": Rule(above=0.0, below=1.0),
+    "data.test_fraction": Rule(minimum=0.0, below=1.0),
+    "data.image_size": Rule(length=2, minimum=1, example=[64, 64]),
+    "data.channels": Rule(choices=(1, 3), example=3),
+    "data.max_examples": Rule(minimum=1, example=1000),
+    "data.data_dir": Rule(example="~/tensorflow_datasets"),
+    "data.cache_limit_mb": Rule(minimum=0),
+    "data.shuffle_buffer": Rule(minimum=1),
+    "data.on_bad_file": Rule(choices=("skip", "fail")),
+    "data.text_column": Rule(example="sentence"),
+    "data.label_column": Rule(example="label"),
+    # Whether the codec exists is checked by the data loaders (kerasdl.data.textfile).
+    "data.encoding": Rule(example="latin-1"),
+    "augment.enabled": Rule(example=True),
+    "augment.flip": Rule(choices=("horizontal", "vertical", "horizontal_and_vertical", "none")),
+    "augment.rotation": Rule(minimum=0.0, maximum=1.0),
+    "augment.zoom": Rule(minimum=0.0, below=1.0),
+    "augment.brightness": Rule(minimum=0.0, maximum=1.0),
+    "augment.contrast": Rule(minimum=0.0, maximum=1.0),
+    "train.epochs": Rule(minimum=1),
+    "train.batch_size": Rule(minimum=1),
+    "train.learning_rate": Rule(above=0.0),
+    "train.optimizer": Rule(choices=("adam", "adamw")),
+    "train.weight_decay": Rule(minimum=0.0),
+    "train.clipnorm": Rule(above=0.0),
+    "train.lr_schedule": Rule(choices=("cosine", "linear", "step", "plateau", "constant")),
+    "train.warmup_epochs": Rule(minimum=0),
+    "train.step_size": Rule(minimum=1),
+    "train.step_gamma": Rule(above=0.0),
+    "train.plateau_factor": Rule(above=0.0, below=1.0),
+    "train.plateau_patience": Rule(minimum=0),
+    "train.early_stopping_patience": Rule(minimum=0),
+    # NumPy seeds are 32-bit.
+    "train.seed": Rule(minimum=0, maximum=2**32 - 1),
+    "train.steps_per_execution": Rule(minimum=1),
+    "train.strategy": Rule(choices=STRATEGY_NAMES),
+    "train.strategy_timeout_seconds": Rule(minimum=1),
+    "train.verbose": Rule(choices=(0, 1, 2)),
+    "finetune.blocks": Rule(minimum=0),
+    "finetune.epochs": Rule(minimum=0),
+    "finetune.learning_rate": Rule(above=0.0),
+    "output": Rule(nonempty=True),
+}

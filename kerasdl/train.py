@@ -1,13 +1,20 @@
-"""One training run: data -> model -> fit (+ callbacks) -> evaluation -> run directory.
+"""One training run: `train_and_evaluate(config, workdir)`, in short named steps.
 
-`training/run.py` is the command line; this module does the work, so that tests,
-benchmarks and notebooks call the same code.
+1. `start`: seeds, determinism and the distribution strategy (first: a multi-worker
+   strategy must exist before any other TensorFlow work);
+2. `load_splits`: the data, then the model's per-modality defaults;
+3. `data_facts`: what the builder needs, the global batch, the learning rate, the steps;
+4. `build_and_compile`: the model under the strategy;
+5. `make_pipelines`: tf.data for training, validation and test;
+6. `open_run_dir`: a new run directory, or the unfinished one of this config to resume (locked);
+7. `fit_phases` (`kerasdl.phases`): training, and fine-tuning for two-phase models;
+8. `evaluate` and 9. `write_artifacts` (`kerasdl.outputs`): the test split, then model, metrics and report.
+
+`training/run.py` is the command line; tests, benchmarks and notebooks call the same code.
 """
 
+import contextlib
 import dataclasses
-import glob
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -15,282 +22,276 @@ import time
 import numpy as np
 import yaml
 
-from kerasdl import report
-from kerasdl.artifact import save_model
-from kerasdl.callbacks import make_callbacks, make_optimizer, steps_per_epoch
-from kerasdl.data import load_data
-from kerasdl.data.augment import make_augmenter
+from kerasdl import rundir
+from kerasdl.config import ConfigError, default_config, fill_modality_defaults
+from kerasdl.data import DataError, load_data
 from kerasdl.data.pipeline import make_pipeline, normalization_statistics, take_examples
 from kerasdl.models.registry import DataFacts, get_model_entry
 
-RUNNING_MARKER = "RUNNING"
-# Raw held-out examples kept with the run for export parity checks and the warmup file,
-# and raw training examples for static int8 calibration.
-VALIDATION_EXAMPLES = 64
-CALIBRATION_EXAMPLES = 256
+
+@dataclasses.dataclass
+class Run:
+    """What the steps of one run hand each other."""
+
+    config: object
+    entry: object
+    log: object
+    fingerprint: str
+    strategy: object = None
+    cluster: object = None
+    splits: object = None
+    facts: object = None
+    model: object = None
+    train_model: object = None
+    tokenizer: object = None
+    global_batch: int = 0
+    learning_rate: float = 0.0
+    steps: int = 0
+    steps_per_execution: int = 1
+    data: dict = dataclasses.field(default_factory=dict)
+    run_dir: str = None
+    write_dir: str = None
+    completed_phases: list = dataclasses.field(default_factory=list)
+    phases: list = dataclasses.field(default_factory=list)
+    fit_seconds: float = 0.0
+    examples_trained: int = 0
+
+    @property
+    def multi_worker(self):
+        return self.cluster.num_workers > 1
 
 
-def config_fingerprint(config):
-    """A short hash of the resolved config: the same command resumes the same run."""
-    payload = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def find_resumable_run(config):
-    """Returns the newest unfinished run directory of the same config, or None."""
-    fingerprint = config_fingerprint(config)
-    for marker in sorted(glob.glob(os.path.join(config.output, config.model_name, "*", RUNNING_MARKER)), reverse=True):
-        with open(marker) as handle:
-            if handle.read().strip() == fingerprint:
-                return os.path.dirname(marker)
-    return None
-
-
-def new_run_dir(config):
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = os.path.join(config.output, config.model_name, stamp)
-    suffix = 1
-    while os.path.exists(run_dir):
-        run_dir = os.path.join(config.output, config.model_name, f"{stamp}-{suffix}")
-        suffix += 1
-    return run_dir
-
-
-def run(config, fresh=False, log=print):
+def train_and_evaluate(config, workdir=None, fresh=False, log=print):
     """Trains `config.model_name` as configured and fills a run directory.
 
     Args:
-        config: a resolved `kerasdl.config.Config`.
+        config: a resolved `kerasdl.config.Config` (`kerasdl.config.resolve_config`).
+        workdir: the run directory; None picks the newest unfinished run of this config
+            under `config.output` (resumed) or a new `<output>/<model>/<timestamp>/`.
         fresh: start a new run even if an unfinished one with this config exists.
         log: where progress lines go.
 
     Returns:
         A summary dict: `run_dir`, `test_accuracy`, `test_loss`, `wall_time_s`, `initial_epoch`.
 
+    Raises:
+        rundir.RunInProgressError: a live process is training the same run.
+
     Example:
-    >>> from kerasdl.config import Config
-    >>> summary = run(Config(model_name="mlp"))
+    >>> from kerasdl.config import resolve_config
+    >>> summary = train_and_evaluate(resolve_config("mlp", flags={"epochs": 2}))
     """
-    import keras
-    import tensorflow as tf
+    from kerasdl import outputs, phases
 
     started = time.time()
-    entry = get_model_entry(config.model_name)
-    train_config = config.train
-    keras.utils.set_random_seed(train_config.seed)
-    # Deterministic kernels make a seeded run repeat its metrics on the same machine.
-    tf.config.experimental.enable_op_determinism()
+    run = Run(config=config, entry=get_model_entry(config.model_name), log=log, fingerprint=rundir.config_fingerprint(config))
+    start(run)
+    if workdir is None and not fresh and not run.multi_worker:
+        rundir.find_resumable_run(config, run.fingerprint)  # Refuse at once while the owner lives.
+    load_splits(run)
+    # Every later step reads the examples (statistics, training, evaluation, saved examples).
+    with naming_bad_records(run.splits):
+        data_facts(run)
+        build_and_compile(run)
+        make_pipelines(run)
+        initial_epoch = open_run_dir(run, workdir, fresh)
+        phases.fit_phases(run)
+        metrics = outputs.evaluate(run, started)
+        if run.cluster.is_chief:
+            outputs.write_artifacts(run, metrics)
+    summary = {"run_dir": run.run_dir, "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"], "initial_epoch": initial_epoch}
+    if not run.cluster.is_chief:
+        from kerasdl import distribute
 
-    from kerasdl import distribute
-
-    strategy, cluster = distribute.make_strategy(train_config.strategy, timeout_seconds=train_config.strategy_timeout_seconds)
-    splits = load_data(config.data, entry.modalities, train_config.seed)
-    log(f"data: {splits.description}")
-    log(f"splits: {splits.train.size} train, {splits.validation.size} validation, {splits.test.size} test; {len(splits.class_names)} classes")
-
-    multi_worker = cluster.num_workers > 1
-    mean, variance = normalization_statistics(splits.train, splits.modality)
-    train_texts = None
-    if splits.modality == "text":
-        train_texts, _ = take_examples(splits.train, splits.train.size)
-    facts = DataFacts(splits.modality, splits.input_shape, len(splits.class_names), mean, variance, train_texts)
-
-    augment_enabled = config.augment.enabled if config.augment.enabled is not None else splits.modality == "image"
-    augmenter = None
-    if augment_enabled and splits.modality == "image":
-        options = dataclasses.asdict(config.augment)
-        options.pop("enabled")
-        if not splits.mirror_symmetric:
-            options["flip"] = "none"
-        augmenter = make_augmenter(seed=train_config.seed, **options)
-
-    # train.batch_size is per replica: the global batch and the learning rate grow with the
-    # replicas (linear scaling, kept gentle by the warmup); one replica changes nothing.
-    global_batch, learning_rate = distribute.scale_batch_and_learning_rate(train_config.batch_size, train_config.learning_rate, cluster.num_replicas)
-    if cluster.num_replicas > 1:
-        log(f"{cluster.num_replicas} replicas: global batch {global_batch}, learning rate {learning_rate:g}")
-    steps = steps_per_epoch(splits.train.size, global_batch)
-    steps_per_execution = train_config.steps_per_execution
-    if multi_worker and steps_per_execution != 1:
-        # The multi-worker fix (kerasdl.distribute) was checked with one step per call;
-        # several steps per call fail inside Keras' distributed train function.
-        log(f"multi-worker training runs one step per call (train.steps_per_execution={steps_per_execution} ignored)")
-        steps_per_execution = 1
-
-    with strategy.scope():
-        model = entry(facts, **config.model)
-        # A text model whose entry says so tokenizes in the tf.data pipeline and trains the
-        # token-id part, which shares every weight with the string model that is saved and served.
-        train_model, tokenizer = model, None
-        if splits.modality == "text" and entry.text.pipeline_split is not None:
-            train_model, tokenizer = entry.text.pipeline_split(model)
-        train_model.compile(
-            optimizer=make_optimizer(
-                train_config.optimizer, learning_rate, train_config.weight_decay, train_config.clipnorm,
-                train_config.lr_schedule, train_config.warmup_epochs, train_config.epochs, steps,
-            ),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-            steps_per_execution=steps_per_execution,
-            jit_compile=train_config.jit_compile,
-        )
-    pipeline = dict(seed=train_config.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
-    train_data = make_pipeline(splits.train, global_batch, training=True, augmenter=augmenter, drop_remainder=multi_worker, tokenizer=tokenizer, **pipeline)
-    validation_data = make_pipeline(splits.validation, global_batch, training=False, tokenizer=tokenizer, **pipeline)
-    # The test split stays raw: the evaluation runs the saved (string-taking) model.
-    test_data = make_pipeline(splits.test, global_batch, training=False, **pipeline)
-    if multi_worker:
-        train_data, validation_data = distribute.shard_by_data(train_data), distribute.shard_by_data(validation_data)
-
-    # The run directory is made only now, once data and model are known to be good, so that
-    # a bad input or an unavailable download leaves nothing half-written behind.
-    if multi_worker:
-        # Every worker must agree on one run directory without talking: name it after the config.
-        run_dir = os.path.join(config.output, config.model_name, f"multi-worker-{config_fingerprint(config)}")
-        if fresh and cluster.is_chief:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    else:
-        run_dir = None if fresh else find_resumable_run(config)
-    resumed_epoch = _saved_epoch(os.path.join(run_dir, "backup")) if run_dir else 0
-    if resumed_epoch:
-        log(f"resuming {run_dir} from epoch {resumed_epoch} (saved by BackupAndRestore)")
-    run_dir = run_dir or new_run_dir(config)
-    write_dir = distribute.write_dir_for(run_dir, cluster)
-    os.makedirs(write_dir, exist_ok=True)
-    if cluster.is_chief:
-        with open(os.path.join(run_dir, "config.yaml"), "w") as handle:
-            yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
-        with open(os.path.join(run_dir, RUNNING_MARKER), "w") as handle:
-            handle.write(config_fingerprint(config))
-
-    phases = [_phase("train" if entry.set_trainable_blocks is None else "head (frozen base)", model, learning_rate)]
-    log(f"model: {model.name}, {model.count_params():,} parameters ({phases[0]['trainable_parameters']:,} trainable); run directory: {run_dir}")
-
-    callback_options = dict(
-        lr_schedule=train_config.lr_schedule, learning_rate=learning_rate, step_size=train_config.step_size,
-        step_gamma=train_config.step_gamma, plateau_factor=train_config.plateau_factor, plateau_patience=train_config.plateau_patience,
-        early_stopping_patience=train_config.early_stopping_patience, profile=train_config.profile,
-    )
-    fit_started = time.time()
-    history = train_model.fit(
-        train_data, validation_data=validation_data, epochs=train_config.epochs,
-        callbacks=make_callbacks(write_dir, backup=distribute.backup_and_restore(os.path.join(run_dir, "backup"), cluster), **callback_options),
-        verbose=train_config.verbose,
-        # The pipeline already shuffles (seeded); Keras ignores `shuffle` for datasets.
-        shuffle=False,
-    )
-    epochs_run = len(history.history.get("loss", []))
-    examples_trained = epochs_run * splits.train.size
-    phases[0]["epochs"] = epochs_run
-
-    if entry.set_trainable_blocks is not None and config.finetune.blocks > 0 and config.finetune.epochs > 0:
-        # Phase 2: unfreeze the top blocks and continue at a much lower rate; recompiling
-        # is required for the new trainable set to take effect.
-        with strategy.scope():
-            entry.set_trainable_blocks(model, config.finetune.blocks)
-            train_model.compile(
-                optimizer=make_optimizer(
-                    train_config.optimizer, config.finetune.learning_rate, train_config.weight_decay, train_config.clipnorm,
-                    "constant", 0, config.finetune.epochs, steps,
-                ),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"],
-                steps_per_execution=steps_per_execution,
-            )
-        phases.append(_phase(f"fine-tune (top {config.finetune.blocks} blocks)", model, config.finetune.learning_rate))
-        log(f"phase 2: fine-tuning the top {config.finetune.blocks} blocks, {phases[-1]['trainable_parameters']:,} trainable parameters")
-        start_epoch = epochs_run
-        finetune_history = train_model.fit(
-            train_data, validation_data=validation_data, epochs=start_epoch + config.finetune.epochs, initial_epoch=start_epoch,
-            callbacks=make_callbacks(write_dir, backup=distribute.backup_and_restore(os.path.join(run_dir, "backup_finetune"), cluster), **dict(callback_options, lr_schedule="constant")),
-            verbose=train_config.verbose,
-        )
-        phases[-1]["epochs"] = len(finetune_history.history.get("loss", []))
-        examples_trained += phases[-1]["epochs"] * splits.train.size
-    fit_seconds = time.time() - fit_started
-
-    # One pass over the test split for logits and labels. Multi-worker runs call the model
-    # directly (local to each worker; Keras' multi-worker predict is unpatched); otherwise
-    # `predict_on_batch`, so that keras-hub tasks apply their string preprocessor.
-    logits, labels = [], []
-    for x, y in test_data:
-        logits.append(np.asarray(model(x, training=False) if multi_worker else model.predict_on_batch(x)))
-        labels.append(np.asarray(y))
-    logits, labels = np.concatenate(logits), np.concatenate(labels)
-    test_loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
-    metrics = report.classification_metrics(labels, logits, splits.class_names)
-    metrics.update(
-        test_loss=test_loss, wall_time_s=time.time() - started, fit_time_s=fit_seconds,
-        examples_per_s=examples_trained / fit_seconds if fit_seconds else 0.0, epochs=epochs_run,
-        train_examples=splits.train.size, test_examples=int(len(labels)),
-    )
-    summary = {"run_dir": run_dir, "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"], "wall_time_s": metrics["wall_time_s"], "initial_epoch": resumed_epoch}
-    if not cluster.is_chief:
-        distribute.cleanup_write_dir(write_dir, run_dir)
-        return summary
-
-    metadata = {
-        "model": config.model_name,
-        "modality": splits.modality,
-        "class_names": list(splits.class_names),
-        "input": _input_spec(splits),
-        "output": "logits",
-        "run_dir": os.path.abspath(run_dir),
-        "data": splits.description,
-    }
-    if splits.modality == "text":
-        metadata["text"] = {"tokenizer": entry.text.tokenizer, "sequence_length": config.model.get("sequence_length")}
-    save_model(model, os.path.join(run_dir, "model.keras"), metadata)
-    if entry.save_extras is not None:
-        entry.save_extras(model, run_dir)
-    _save_examples(run_dir, splits)
-    history_columns = report.read_history(os.path.join(run_dir, "history.csv"))
-    findings = report.diagnose(history_columns, len(splits.class_names))
-    metrics["diagnosis"] = findings
-    metrics["phases"] = phases
-    report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    report.plot_learning_curves(history_columns, os.path.join(run_dir, "learning_curves.png"))
-    report.plot_confusion_matrix(metrics["confusion_matrix"], splits.class_names, os.path.join(run_dir, "confusion_matrix.png"))
-    report.write_report(run_dir, config.model_name, splits.description, metrics, history_columns, findings, phases if len(phases) > 1 else None)
-    for leftover in ("backup", "backup_finetune"):
-        shutil.rmtree(os.path.join(run_dir, leftover), ignore_errors=True)
-    os.remove(os.path.join(run_dir, RUNNING_MARKER))
+        distribute.cleanup_write_dir(run.write_dir, run.run_dir)
     summary["wall_time_s"] = time.time() - started
     return summary
 
 
-def _phase(name, model, learning_rate):
-    trainable = int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
-    return {"name": name, "epochs": 0, "trainable_parameters": trainable, "learning_rate": learning_rate}
+def start(run):
+    """Seeds everything, makes kernels deterministic and creates the strategy."""
+    import keras
+    import tensorflow as tf
+
+    from kerasdl import distribute
+
+    keras.utils.set_random_seed(run.config.train.seed)
+    # Deterministic kernels make a seeded run repeat its metrics on the same machine.
+    tf.config.experimental.enable_op_determinism()
+    # Whole tracebacks: a bug report needs Keras' frames, and the command line tells kerasdl's
+    # own checks from errors raised inside Keras by where they were raised (kerasdl.console).
+    keras.config.disable_traceback_filtering()
+    tf.debugging.disable_traceback_filtering()
+    run.strategy, run.cluster = distribute.make_strategy(run.config.train.strategy, timeout_seconds=run.config.train.strategy_timeout_seconds)
 
 
-def _saved_epoch(backup_dir):
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.isfile(path):
-        return 0
-    with open(path) as handle:
-        return int(json.load(handle).get("epoch", 0))
+def load_splits(run):
+    """Loads the data; the model keys whose default depends on the modality get that default."""
+    splits = load_data(run.config.data, run.entry.modalities, run.config.train.seed)
+    run.log(f"data: {splits.description}")
+    run.log(f"splits: {splits.train.size} train, {splits.validation.size} validation, {splits.test.size} test; {len(splits.class_names)} classes")
+    fill_modality_defaults(run.config, splits.modality)
+    run.splits = splits
 
 
-def _input_spec(splits):
-    if splits.modality == "text":
-        return {"shape": [], "dtype": "string"}
-    spec = {"shape": list(splits.input_shape), "dtype": "float32"}
-    if splits.modality == "sequence":
-        # Series are zero-padded at the end; any length is accepted.
-        spec["shape"][0] = None
-        spec["padding_value"] = 0.0
-    if splits.modality == "image":
-        spec["value_range"] = [0, 255]
-    return spec
+def data_facts(run):
+    """The builder's `DataFacts`; the global batch, learning rate, steps per epoch and per call."""
+    from kerasdl import distribute, optim
+
+    splits, train = run.splits, run.config.train
+    mean, variance = normalization_statistics(splits.train, splits.modality)
+    texts = take_examples(splits.train, splits.train.size)[0] if splits.modality == "text" else None
+    run.facts = DataFacts(splits.modality, splits.input_shape, len(splits.class_names), mean, variance, texts)
+    # train.batch_size is per replica: the global batch and the learning rate grow with the
+    # replicas (linear scaling, kept gentle by the warmup); one replica changes nothing.
+    run.global_batch, run.learning_rate = distribute.scale_batch_and_learning_rate(train.batch_size, train.learning_rate, run.cluster.num_replicas)
+    if run.cluster.num_replicas > 1:
+        run.log(f"{run.cluster.num_replicas} replicas: global batch {run.global_batch}, learning rate {run.learning_rate:g}")
+    run.steps = optim.steps_per_epoch(splits.train.size, run.global_batch, drop_remainder=run.multi_worker)
+    run.steps_per_execution = optim.steps_per_execution(train.steps_per_execution, run.steps, run.multi_worker)
+    if run.multi_worker and train.steps_per_execution != 1:
+        run.log(f"multi-worker training runs one step per call (train.steps_per_execution={train.steps_per_execution} ignored)")
 
 
-def _save_examples(run_dir, splits):
-    folder = os.path.join(run_dir, "data")
-    os.makedirs(folder, exist_ok=True)
-    for name, split, count in (("validation", splits.validation, VALIDATION_EXAMPLES), ("calibration", splits.train, CALIBRATION_EXAMPLES)):
-        x, y = take_examples(split, count)
-        if splits.modality == "text":
-            report.write_json(os.path.join(folder, f"{name}.json"), {"x": list(x), "y": y.tolist()})
-        else:
-            np.savez(os.path.join(folder, f"{name}.npz"), x=x.astype(np.float32), y=y)
+def build_and_compile(run):
+    """Builds the model under the strategy and compiles what trains (the token-id part of a text model)."""
+    from kerasdl import optim
+
+    config, entry = run.config, run.entry
+    with run.strategy.scope():
+        run.model = _build_model(run)
+        # A text model whose entry says so tokenizes in the tf.data pipeline and trains the
+        # token-id part, which shares every weight with the string model that is saved and served.
+        run.train_model, run.tokenizer = run.model, None
+        if run.splits.modality == "text" and entry.text.pipeline_split is not None:
+            run.train_model, run.tokenizer = entry.text.pipeline_split(run.model)
+        train = config.train
+        compile_model(run, optim.make_optimizer(
+            train.optimizer, run.learning_rate, train.weight_decay, train.clipnorm, train.lr_schedule, train.warmup_epochs, train.epochs, run.steps,
+        ))
+
+
+def compile_model(run, optimizer):
+    """Compiles the training model with `optimizer` (phase 2 compiles again with its own)."""
+    import keras
+
+    run.train_model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        steps_per_execution=run.steps_per_execution,
+        jit_compile=run.config.train.jit_compile,
+    )
+
+
+def make_pipelines(run):
+    """tf.data pipelines; the test split stays raw, since evaluation runs the saved (string-taking) model."""
+    from kerasdl import distribute
+    from kerasdl.data.augment import make_augmenter
+
+    config, splits = run.config, run.splits
+    augmenter = None
+    enabled = config.augment.enabled if config.augment.enabled is not None else splits.modality == "image"
+    if enabled and splits.modality == "image":
+        options = {key: value for key, value in dataclasses.asdict(config.augment).items() if key != "enabled"}
+        if not splits.mirror_symmetric:
+            options["flip"] = "none"
+        augmenter = make_augmenter(seed=config.train.seed, **options)
+    common = dict(seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
+    train = make_pipeline(splits.train, run.global_batch, training=True, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer, **common)
+    validation = make_pipeline(splits.validation, run.global_batch, training=False, tokenizer=run.tokenizer, **common)
+    if run.multi_worker:
+        train, validation = distribute.shard_by_data(train), distribute.shard_by_data(validation)
+    run.data = {"train": train, "validation": validation, "test": make_pipeline(splits.test, run.global_batch, training=False, **common)}
+
+
+def open_run_dir(run, workdir, fresh):
+    """Creates (or finds, to resume) the run directory, takes its lock and writes `config.yaml`; returns the resumed epoch.
+
+    Made only now, once data and model are known to be good, so that a bad input or an
+    unavailable download leaves nothing half-written behind.
+    """
+    from kerasdl import distribute
+
+    config, cluster = run.config, run.cluster
+    if run.multi_worker:
+        run_dir = workdir or rundir.multi_worker_run_dir(config, run.fingerprint)
+        if fresh and cluster.is_chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        run_dir = workdir or (None if fresh else rundir.find_resumable_run(config, run.fingerprint)) or rundir.new_run_dir(config)
+    run.run_dir, run.write_dir = run_dir, distribute.write_dir_for(run_dir, cluster)
+    os.makedirs(run.write_dir, exist_ok=True)
+    if cluster.is_chief:
+        # Workers of one cluster share the directory by design; the chief's lock only marks it unfinished.
+        rundir.take_lock(run_dir, run.fingerprint, force=run.multi_worker)
+        with open(os.path.join(run_dir, "config.yaml"), "w") as handle:
+            yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+    trainable = int(sum(np.prod(variable.shape) for variable in run.model.trainable_weights))
+    run.log(f"model: {run.model.name}, {run.model.count_params():,} parameters ({trainable:,} trainable); run directory: {run_dir}")
+    run.completed_phases = rundir.read_progress(run_dir)["phases"]
+    backup = "backup_finetune" if run.completed_phases else "backup"
+    epoch = rundir.saved_epoch(os.path.join(run_dir, backup)) or sum(phase["epochs"] for phase in run.completed_phases)
+    if epoch:
+        where = f" in phase {len(run.completed_phases) + 1}" if run.completed_phases else ""
+        run.log(f"resuming {run_dir}{where} from epoch {epoch} (saved by BackupAndRestore)")
+    return epoch
+
+
+def _build_model(run):
+    """Builds the model; a builder that rejects the user's `model.*` settings is a one-line ConfigError."""
+    config = run.config
+    try:
+        model = run.entry(run.facts, **config.model)
+    except (ValueError, TypeError) as error:
+        defaults = fill_modality_defaults(default_config(config.model_name), run.splits.modality).model
+        changed = {key: value for key, value in config.model.items() if value != defaults.get(key)}
+        if not changed:
+            raise
+        settings = ", ".join(f"model.{key}={value!r}" for key, value in changed.items())
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cannot build {config.model_name} with {settings}: {detail}") from error
+    if run.entry.set_trainable_blocks is not None and config.finetune.blocks > 0:
+        # Checked now rather than after the first phase: an impossible block count fails at once.
+        try:
+            run.entry.set_trainable_blocks(model, config.finetune.blocks)
+        except ValueError as error:
+            raise ConfigError(f"finetune.blocks={config.finetune.blocks}: {error}") from None
+        run.entry.set_trainable_blocks(model, 0)
+    return model
+
+
+@contextlib.contextmanager
+def naming_bad_records(splits):
+    """Turns a TensorFlow error from a record the pipeline cannot decode into a DataError naming the file.
+
+    The data sources check files before training; this catches what a check missed (or a
+    file that changed since), finds the file by decoding each record of the streamed splits
+    again, and re-raises anything else unchanged (a bug keeps its traceback).
+    """
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        for split in (splits.train, splits.validation, splits.test):
+            path = find_undecodable(split)
+            if path is not None:
+                detail = str(error).strip().splitlines()[0][:200]
+                raise DataError(f"{path}: cannot be decoded ({detail}); remove or replace the file") from error
+        raise
+
+
+def find_undecodable(split):
+    """Returns the first reference (a file path) of a streamed split that does not decode, or None."""
+    import tensorflow as tf
+
+    if split.decode is None:
+        return None
+    for reference, label in split.dataset:
+        try:
+            split.decode(reference, label)
+        except tf.errors.OpError:
+            value = reference.numpy()
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return None

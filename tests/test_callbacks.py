@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdl.callbacks import WarmupLinearDecay, make_callbacks, make_optimizer, step_decay
+from kerasdl.callbacks import make_callbacks
+from kerasdl.optim import WarmupLinearDecay, make_optimizer, step_decay
 
 
 def test_warmup_linear_decay_rises_then_falls_to_zero():
@@ -34,3 +35,35 @@ def test_standard_callbacks(tmp_path):
     assert kinds["EarlyStopping"].restore_best_weights and kinds["EarlyStopping"].patience == 3 and kinds["EarlyStopping"].monitor == "val_loss"
     assert kinds["ModelCheckpoint"].save_best_only and kinds["ModelCheckpoint"].filepath.endswith("checkpoints/best.keras")
     assert "LearningRateScheduler" in {type(callback).__name__ for callback in make_callbacks(str(tmp_path), lr_schedule="step")}
+
+
+def test_backup_keeps_the_best_scores_for_a_restart(tmp_path):
+    """The backup saves EarlyStopping's and ModelCheckpoint's best with the weights; fresh callbacks get them back."""
+    def build():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="logits")])
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    model = build()
+    callbacks = make_callbacks(str(tmp_path), early_stopping_patience=9)
+    early_stopping, checkpoint, backup = callbacks[1], callbacks[2], callbacks[-1]
+    best_weights = None
+    for callback in callbacks:
+        callback.set_model(model)
+    for epoch, val_loss in enumerate([0.9, 0.4, 0.7]):
+        model.set_weights([np.full(weight.shape, epoch, dtype="float32") for weight in model.get_weights()])
+        if epoch == 1:
+            best_weights = model.get_weights()
+        for callback in (early_stopping, checkpoint, backup):
+            callback.on_epoch_end(epoch, {"val_loss": val_loss, "loss": 1.0})
+    assert sorted(name for name in (tmp_path / "backup").iterdir() if name.suffix == ".npz") == [tmp_path / "backup" / "best-weights-epoch-1.npz"]
+
+    restarted = build()
+    fresh = make_callbacks(str(tmp_path), early_stopping_patience=9)
+    for callback in fresh:
+        callback.set_model(restarted)
+        callback.on_train_begin()
+    assert fresh[1].best == pytest.approx(0.4) and fresh[1].best_epoch == 1 and fresh[1].wait == 1
+    assert fresh[2].best == pytest.approx(0.4) and restarted._initial_epoch == 3
+    for expected, actual in zip(best_weights, fresh[1].best_weights):
+        np.testing.assert_array_equal(expected, actual)

@@ -52,7 +52,7 @@ def _dense_stack(depth, units, activation, name):
 
 
 def _default_optimizer(epochs):
-    from kerasdl.callbacks import make_optimizer
+    from kerasdl.optim import make_optimizer
 
     # kerasdl's defaults (kerasdl.config.TrainConfig): adamw 1e-3, clipnorm 1.0, cosine with 1 warmup epoch.
     return make_optimizer("adamw", 1e-3, 1e-4, 1.0, "cosine", 1, epochs, 23)

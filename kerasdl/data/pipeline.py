@@ -2,8 +2,13 @@
 
 import numpy as np
 
+from kerasdl.config import DataConfig, TrainConfig
 
-def make_pipeline(split, batch_size, training, seed=42, augmenter=None, cache=True, cache_limit_mb=2048, shuffle_buffer=10000, drop_remainder=False, tokenizer=None):
+
+def make_pipeline(
+    split, batch_size, training, seed=TrainConfig.seed, augmenter=None, cache=DataConfig.cache, cache_limit_mb=DataConfig.cache_limit_mb,
+    shuffle_buffer=DataConfig.shuffle_buffer, drop_remainder=False, tokenizer=None,
+):
     """Turns a `Split` into a batched, prefetched `tf.data.Dataset`.
 
     Order, and why:

@@ -85,9 +85,14 @@ def text_gru(
     )
 
 
-# The numeric builder comes first, so its unidirectional default (the seed's)
-# wins over the text builder's bidirectional one for the shared key.
-@register_model("gru", modalities=("sequence", "text"), builders=(gru, text_gru, build_text_vocabulary), text=VECTORIZATION_TEXT)
+@register_model(
+    "gru",
+    modalities=("sequence", "text"),
+    builders=(gru, text_gru, build_text_vocabulary),
+    # Each network keeps its own defaults (the text network is bidirectional, the numeric one not).
+    modality_builders={"sequence": (gru,), "text": (text_gru, build_text_vocabulary)},
+    text=VECTORIZATION_TEXT,
+)
 def build_from_data(facts, **options):
     """The `gru` entry: the numeric network for series, the text network (with its vocabulary) for text."""
     return build_recurrent(gru, text_gru, facts, options)

@@ -90,6 +90,10 @@ class ModelEntry:
         modalities: the data the model takes; the first is used with the built-in data.
         builders: functions whose keyword arguments (minus `DATA_ARGUMENTS`)
             are the `model.*` config keys.
+        modality_builders: `{modality: builders}` for an entry that builds a
+            different network per modality (the numeric and the text LSTM), so
+            that each network's own defaults apply to its modality; empty when
+            every builder serves every modality.
         defaults: config settings of this model, above the dataclass defaults.
         default_data: settings used only with the built-in dataset.
         text: how the model tokenizes, for models that take text; None otherwise.
@@ -107,6 +111,7 @@ class ModelEntry:
     build: typing.Callable
     modalities: tuple
     builders: tuple
+    modality_builders: dict = dataclasses.field(default_factory=dict)
     defaults: dict = dataclasses.field(default_factory=dict)
     default_data: dict = dataclasses.field(default_factory=dict)
     text: typing.Optional[TextSupport] = None
@@ -123,17 +128,22 @@ class ModelEntry:
         """Returns this model's parity tolerance for `artifact_format`, or the format's `default`."""
         return self.tolerances.get(artifact_format, default)
 
-    def builder_arguments(self):
+    def builder_arguments(self, modality=None):
         """Returns `{name: default}` of the user-settable builder keyword arguments (the `model.*` keys).
 
-        The first builder's default wins for a key that several builders share.
+        Args:
+            modality: only the builders of this modality (`modality_builders`);
+                None: all builders, the first builder's default winning for a
+                key that several builders share.
 
         Example:
         >>> get_model_entry("mlp").builder_arguments()["hidden_units"]
         128
+        >>> get_model_entry("lstm").builder_arguments("text")["bidirectional"]
+        True
         """
         arguments = {}
-        for builder in self.builders:
+        for builder in self.modality_builders.get(modality, self.builders):
             for name, parameter in inspect.signature(builder).parameters.items():
                 if name in DATA_ARGUMENTS:
                     continue
@@ -142,6 +152,24 @@ class ModelEntry:
                 default = None if parameter.default is inspect.Parameter.empty else parameter.default
                 arguments.setdefault(name, default)
         return arguments
+
+
+    def builder_annotations(self):
+        """Returns `{name: annotation}` of the `model.*` keys whose builder annotates them (e.g. `int | None`).
+
+        The config checks a key's value against its annotation when there is one, and
+        against its default's type otherwise.
+
+        Example:
+        >>> get_model_entry("resnet50").builder_annotations()["image_size"]
+        int | None
+        """
+        annotations = {}
+        for builder in self.builders:
+            for name, parameter in inspect.signature(builder).parameters.items():
+                if name not in DATA_ARGUMENTS and parameter.annotation is not inspect.Parameter.empty:
+                    annotations.setdefault(name, parameter.annotation)
+        return annotations
 
 
 def register_model(name, modalities, builders, **fields):

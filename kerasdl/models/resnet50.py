@@ -29,7 +29,7 @@ def resnet50(
     input_shape,
     num_classes,
     weights="imagenet",
-    image_size=224,
+    image_size: int | None = None,
     dropout_rate=0.2,
     pooling="avg",
     name="resnet50_classifier",
@@ -38,7 +38,7 @@ def resnet50(
 
     The model takes raw pixels (float32, 0-255) of any size with 1 or 3
     channels. Inside it a grey image is repeated to 3 channels, resized to
-    `image_size` x `image_size` and run through the Caffe-style
+    `image_size` (by default the input's own size) and run through the Caffe-style
     `preprocess_input` of ResNet50; the base model (layer `resnet50`) is always
     called with `training=False`, so its BatchNormalization layers stay in
     inference mode even when they are unfrozen. The output is logits (layer
@@ -54,7 +54,9 @@ def resnet50(
             *base* ResNet50 without top: the Keras ImageNet file
             `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`, or a file
             written by `model.get_layer("resnet50").save_weights(path)`.
-        image_size: the side the images are resized to; at least 32.
+        image_size: the side the images are resized to, at least 32; None (the
+            default) keeps the input's height and width, so the model follows
+            `data.image_size` and that one setting sizes the whole run.
         dropout_rate: dropout before the logits; 0 disables it.
         pooling: `"avg"` or `"max"` global pooling of the base's features.
         name: the model's name.
@@ -73,19 +75,27 @@ def resnet50(
         raise ValueError(
             f"resnet50 needs images of shape (height, width, 1 or 3 channels), got {input_shape}"
         )
-    if int(image_size) < 32:
-        raise ValueError(f"resnet50 needs image_size of at least 32 (the base downsamples 32x), got {image_size}")
+    if image_size is None:
+        height, width = input_shape[:2]
+        if height is None or width is None or min(height, width) < 32:
+            raise ValueError(
+                f"resnet50 needs images of at least 32x32 (the base downsamples 32x), got {height}x{width}; "
+                "set data.image_size=[32,32] or larger, or model.image_size"
+            )
+    else:
+        if int(image_size) < 32:
+            raise ValueError(f"resnet50 needs image_size of at least 32 (the base downsamples 32x), got {image_size}")
+        height = width = int(image_size)
     if pooling not in ("avg", "max"):
         raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
-    image_size = int(image_size)
 
     # Layers.
     grey_to_rgb = None
     if input_shape[-1] == 1:
         grey_to_rgb = keras.layers.Concatenate(axis=-1, name="grey_to_rgb")
-    resize = keras.layers.Resizing(image_size, image_size, name="resize")
+    resize = keras.layers.Resizing(height, width, name="resize")
     preprocess = CaffePreprocessing(name="preprocess_input")
-    base = _resnet50_base(weights, image_size, pooling)
+    base = _resnet50_base(weights, (height, width), pooling)
     base.trainable = False
     dropout = keras.layers.Dropout(dropout_rate, name="dropout") if dropout_rate > 0 else None
     logits_layer = keras.layers.Dense(num_classes, name="logits")
@@ -146,13 +156,13 @@ def set_trainable_blocks(model, num_blocks):
     return list(chosen)
 
 
-def _resnet50_base(weights, image_size, pooling):
-    """Returns `keras.applications.ResNet50` without top, named `resnet50`, with the requested weights."""
+def _resnet50_base(weights, size, pooling):
+    """Returns `keras.applications.ResNet50` without top, named `resnet50`, for `(height, width)` images, with the requested weights."""
     import keras
 
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
-    arguments = dict(include_top=False, input_shape=(image_size, image_size, 3), pooling=pooling, name="resnet50")
+    arguments = dict(include_top=False, input_shape=(*size, 3), pooling=pooling, name="resnet50")
     if weights is None:
         return keras.applications.ResNet50(weights=None, **arguments)
     if weights == "imagenet":
@@ -205,14 +215,15 @@ def _imagenet_base(arguments):
 
 
 # The built-in digits are 8x8 grey; ResNet50 needs at least 32x32x3, so they are resized
-# to that minimum rather than to ImageNet's 224, which would cost 49x the compute.
+# to that minimum rather than to ImageNet's 224, which would cost 49x the compute (the
+# model follows data.image_size).
 # A 50-layer network accumulates more float drift than the small models, so its
 # tolerances are ten times the formats' defaults. Static int8: see the cnn entry.
 @register_model(
     "resnet50",
     modalities=("image",),
     builders=(resnet50,),
-    default_data={"data.image_size": [32, 32], "data.channels": 3, "model.image_size": 32},
+    default_data={"data.image_size": [32, 32], "data.channels": 3},
     tolerances={"savedmodel": 1e-4, "onnx": 1e-3, "litert": 1e-3},
     quantization="static",
     set_trainable_blocks=set_trainable_blocks,

@@ -5,4 +5,7 @@ import sys
 from serving.edge.server import main
 
 if __name__ == "__main__":
+    from kerasdl.console import quiet_startup  # Before TensorFlow loads; see kerasdl/console.py.
+
+    quiet_startup()
     sys.exit(main())

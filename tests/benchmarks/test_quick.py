@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROW_KEYS = {"case", "metric", "value", "unit", "baseline_case", "baseline", "ratio", "higher_is_better"}
-TARGET_KEYS = {"id", "description", "value", "threshold", "comparison", "met"}
+TARGET_KEYS = {"id", "description", "value", "threshold", "comparison", "met", "reason"}
 
 
 def _run(out, *extra):

@@ -172,7 +172,7 @@ def test_sst2_row_counts(shared_data):
 
 def test_numeric_csv_readers_of_predict_and_client_keep_a_first_row_behind_a_byte_order_mark(tmp_path):
     """The same defect in export.predict and serving.client (both read rows of numbers)."""
-    from export.predict import _csv_rows
+    from export.inputs import csv_rows as _csv_rows
     from serving.client import _read_csv
 
     (tmp_path / "rows.csv").write_bytes(codecs.BOM_UTF8 + b"1,2,3\n4,5,6\n")

@@ -56,6 +56,11 @@ def test_text_lstm_on_sst2_lines(shared_data, tmp_path):
     assert checkpoint.inputs[0].dtype == "int64" and checkpoint.inputs[0].name == "token_ids"
     validation = json.loads((run_dir / "data" / "validation.json").read_text())
     assert isinstance(validation["x"][0], str) and len(validation["x"]) == len(validation["y"]) > 0
+    # The text network keeps its own (bidirectional) default, and config.yaml says so.
+    assert any(isinstance(layer, keras.layers.Bidirectional) for layer in model.layers)
+    import yaml
+
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["bidirectional"] is True
 
 
 def test_bert_from_scratch_then_from_its_own_preset(tmp_path, capsys):
@@ -88,6 +93,8 @@ def test_resnet50_two_phases_on_hymenoptera(shared_data, tmp_path, capsys):
     assert finetune["trainable_parameters"] > head["trainable_parameters"] and finetune["epochs"] == 1
     assert "fine-tune (top 1 blocks)" in (run_dir / "report.md").read_text()
     assert metrics["test_examples"] == 153
+    # metrics.json and report.md count the epochs of both phases alike.
+    assert metrics["epochs"] == 2 and "- Epochs run: 2" in (run_dir / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

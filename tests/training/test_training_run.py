@@ -102,7 +102,7 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, repo_root):
     "arguments, message",
     [
         (["transformer"], "unknown model 'transformer'; choose one of: "),
-        (["mlp", "--set", "train.epoch=3"], "unknown config key 'train.epoch'; valid keys: data.source"),
+        (["mlp", "--set", "train.epoch=3"], "unknown config key 'train.epoch'; did you mean 'train.epochs'"),
         (["mlp", "--set", "train.epochs=many"], "train.epochs must be int, got 'many'"),
         (["mlp", "--data", "no/such/folder"], "no/such/folder: no such file or folder"),
         (["cnn", "--set", "model.depth=3"], "unknown config key 'model.depth'"),
