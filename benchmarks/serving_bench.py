@@ -11,8 +11,9 @@ load generator in its own process (`benchmarks.load_generator`):
 - `grpc_batching` / `grpc_no_batching`: the same servers over gRPC;
 - `workers2`: `{"edge", "grpc"}` with `--workers 2` at c=8 and c=32 (outside toy runs), for
   the README's advice on when to run several processes;
-- `resnet50`: `{"grpc_batching", "grpc_no_batching"}` for ResNet50 at 224x224 (not in toy runs),
-  where the model, not the request, is the cost;
+- `resnet50`: `{"grpc_batching", "grpc_no_batching", "grpc_batching_timeout"}` for ResNet50 at
+  224x224 (not in toy runs), where the model, not the request, is the cost, with
+  `in_process_ms_per_image` at batch 1 and 16 (what batching can gain at most on this machine);
 - `before` (only with `--before PATH`): the batching and no-batching variants again, served by
   the edge server of another checkout (the code before a change), each measured right before
   the same variant of this checkout, so before and after are compared back to back.
@@ -51,6 +52,10 @@ from benchmarks.serving_targets import SERVER_VARIANTS, summarize
 
 CONCURRENCY = (1, 8, 16, 32)
 RESNET50_CONCURRENCY = (16,)
+# TF Serving's batching guide suggests trying batch_timeout_micros of 1-10 ms when batches run
+# part-full: measured for ResNet50 beside the default (0), whose closed-loop clients come back
+# out of phase with the batch that answered them (batches alternate between few rows and many).
+RESNET50_TIMEOUT_FLAGS = ["--batch-timeout-ms", "10"]
 # Several processes on the same ports (README Serving: when to use --workers).
 WORKERS_FLAGS = ["--workers", "2"]
 WORKERS_CONCURRENCY = ("8", "32")
@@ -161,6 +166,23 @@ def _load(folder, protocol, target, model, inputs, levels, total, warmup=None):
     return common.run_python(f"import sys; from benchmarks import load_generator; sys.exit(load_generator.main([{str(spec_path)!r}]))", timeout=3600)
 
 
+def _batch_costs(folder, path, inputs, sizes):
+    """In-process ONNX Runtime ms per image at each batch size (sequential runs, in a child): what batching can gain at most."""
+    inputs_path = Path(folder, "batch-costs.npy")
+    np.save(inputs_path, inputs)
+    code = (
+        "import json, time, numpy as np, onnxruntime; "
+        f"session = onnxruntime.InferenceSession({str(path)!r}, providers=['CPUExecutionProvider']); "
+        f"inputs = np.load({str(inputs_path)!r}); costs = {{}}\n"
+        f"for size in {tuple(sizes)!r}:\n"
+        "    batch = inputs[:size]; session.run(None, {'images': batch}); runs = max(2, 32 // size); started = time.perf_counter()\n"
+        "    for _ in range(runs): session.run(None, {'images': batch})\n"
+        "    costs[str(size)] = round((time.perf_counter() - started) / runs / size * 1000, 2)\n"
+        "print('BENCH_JSON ' + json.dumps(costs))"
+    )
+    return common.run_python(code, timeout=3600)
+
+
 # The server's own view, from its Prometheus page: series -> (metric, label that must be present).
 _SERVER_SERIES = {
     "model_run": (":tensorflow:serving:runtime_latency", 'API="Predict"'),
@@ -267,6 +289,11 @@ def measure(quick=True, before=None):
             raw["load_average"][variant] = measured["load_average"]
             if "resnet50" in measured:
                 raw.setdefault("resnet50", {"requests_per_level": resnet_total})[f"grpc_{variant}"] = measured["resnet50"]
+        if "resnet50" in models:
+            resnet_path, resnet_inputs = models["resnet50"]
+            measured = _serve_and_load(folder, RESNET50_TIMEOUT_FLAGS, [("resnet50", "grpc", "resnet50", resnet_inputs, RESNET50_CONCURRENCY, resnet_total)])
+            raw["resnet50"]["grpc_batching_timeout"] = dict(measured["resnet50"], flags=RESNET50_TIMEOUT_FLAGS)
+            raw["resnet50"]["in_process_ms_per_image"] = _batch_costs(folder, resnet_path, resnet_inputs, (1, max(RESNET50_CONCURRENCY)))
         if not toy:
             worker_levels = [int(level) for level in WORKERS_CONCURRENCY]
             measured = _serve_and_load(folder, WORKERS_FLAGS, [("edge", "rest", "cnn", inputs, worker_levels, total),

@@ -70,8 +70,10 @@ def summarize(raw, started=None):
             rows.append(common.row(f"{key} c={level}", "served requests/s", numbers["requests_per_s"], "req/s", f"in-process ORT c={level}", base.get("requests_per_s")))
             rows.append(common.row(f"{key} c={level}", "p50 latency", numbers["p50_ms"], "ms", f"in-process ORT c={level}", base.get("p50_ms"), higher_is_better=False))
             rows.append(common.row(f"{key} c={level}", "p99 latency", numbers["p99_ms"], "ms", f"in-process ORT c={level}", base.get("p99_ms"), higher_is_better=False))
-    for variant in SERVER_VARIANTS:
+    for variant in list(SERVER_VARIANTS) + ["batching_timeout"]:
         for level, numbers in (_level(raw, "resnet50", f"grpc_{variant}") or {}).items():
+            if not isinstance(numbers, dict) or "requests" not in numbers:
+                continue
             baseline = _level(raw, "resnet50", "grpc_no_batching", level) or {}
             rows.append(common.row(f"resnet50 grpc_{variant} c={level}", "served requests/s", numbers["requests_per_s"], "req/s", f"resnet50 grpc_no_batching c={level}", baseline.get("requests_per_s")))
 
@@ -96,7 +98,8 @@ def summarize(raw, started=None):
     gain = None if missing else raw["resnet50"]["grpc_batching"]["16"]["requests_per_s"] / raw["resnet50"]["grpc_no_batching"]["16"]["requests_per_s"]
     targets.append(common.target("serving_batching_gain_resnet50_c16", "batching gain at c=16, ResNet50 224x224 over gRPC: served requests/s batching / no batching", gain, 1.5, ">=",
                                  reason=missing or f"c=16: batching p50 {_level(raw, 'resnet50', 'grpc_batching', '16', 'p50_ms')} ms, no batching p50 {_level(raw, 'resnet50', 'grpc_no_batching', '16', 'p50_ms')} ms"
-                                 + _inside(raw.get("resnet50") or {}, "16", ("grpc_batching", "grpc_no_batching"))))
+                                 + _inside(raw.get("resnet50") or {}, "16", ("grpc_batching", "grpc_no_batching", "grpc_batching_timeout"))
+                                 + _batching_ceiling(raw)))
     targets.append(common.target("serving_failed_requests", "failed requests, all variants and levels (reported, never served)", failures if raw.get("in_process") else None, 0, "<=",
                                  reason="see the notes for each level's failures" if failures else "not measured: no results"))
     result = common.result("serving", started, rows, targets, notes)
@@ -115,6 +118,20 @@ def _inside(raw, level, keys=("edge_batching", "grpc_batching")):
     text = f"; p50 inside the server (its own log lines): {', '.join(parts)}; the rest of each p50 is the client and the transport" if parts else ""
     load = (raw.get("load_average") or {}).get("batching")
     return text + (f"; load average {load[0]:.1f} on {raw.get('cpu_count')} cores" if load else "")
+
+
+def _batching_ceiling(raw):
+    """What batching can gain at most here (the model's own cost per image by batch size), and what a batch timeout gave."""
+    costs = _level(raw, "resnet50", "in_process_ms_per_image") or {}
+    text = ""
+    if costs.get("1") and costs.get("16"):
+        text = (f"; in-process ONNX Runtime: {costs['1']} ms per image at batch 1, {costs['16']} ms at batch 16, "
+                f"so batching gains at most {costs['1'] / costs['16']:.2f}x on this machine")
+    timed = _level(raw, "resnet50", "grpc_batching_timeout", "16") or {}
+    if timed.get("requests_per_s"):
+        flags = " ".join(_level(raw, "resnet50", "grpc_batching_timeout", "flags") or [])
+        text += f"; with {flags}: {timed['requests_per_s']} req/s"
+    return text
 
 
 def _comparison_rows(raw):
