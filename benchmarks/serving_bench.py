@@ -6,6 +6,8 @@ load generator in its own process (`benchmarks.load_generator`):
 
 - `in_process`: ONNX Runtime called directly (the floor), seed CNN (32x32x3), measured first
   and again last (`in_process_end`), so a change in the machine's load shows;
+- `c1_rounds`: p50 at c=1 of in-process ORT, REST and gRPC (default server) in interleaved
+  rounds, from which the c=1 overhead targets are taken (the median of the per-round overheads);
 - `edge_batching` / `edge_no_batching`: `python -m serving.edge` over REST, seed CNN,
   with its default dynamic batching and with `--no-batching`;
 - `grpc_batching` / `grpc_no_batching`: the same servers over gRPC;
@@ -190,6 +192,10 @@ _SERVER_SERIES = {
 }
 # Requests sent to warm a level up before it is measured (server caches, threads, connections).
 WARMUP_REQUESTS = 50
+# The c=1 overhead targets: interleaved rounds of in-process, REST and gRPC (`_rounds_at_c1`).
+C1_ROUNDS = {"toy": 2, "quick": 6, "full": 12}
+C1_ROUND_REQUESTS = 150
+C1_ROUND_WARMUP = 20
 
 
 def _scrape(url, model):
@@ -243,8 +249,28 @@ def _load_levels(server, protocol, model, inputs, levels, total):
     return results
 
 
-def _serve_and_load(folder, flags, plan, root=REPO_ROOT):
-    """Starts a server with `flags`, runs `plan` [(key, protocol, model, inputs, levels, total)]; returns `{key: levels}`."""
+def _rounds_at_c1(server, onnx_path, inputs, rounds, requests):
+    """p50 at c=1 of in-process ORT, REST and gRPC in interleaved rounds (the order rotating each round).
+
+    On a shared machine the load drifts within seconds; an overhead taken within one round,
+    between measurements seconds apart, and then the median over rounds, is far steadier than
+    two levels measured minutes apart.
+    """
+    calls = [("in_process", "onnx", onnx_path), ("edge_batching", "rest", server["url"]), ("grpc_batching", "grpc", server["grpc"])]
+    results = []
+    for index in range(rounds):
+        measured = {}
+        for key, protocol, target in calls[index % 3:] + calls[: index % 3]:
+            measured[key] = _load(server["folder"], protocol, target, "cnn", inputs, (1,), requests, warmup=C1_ROUND_WARMUP)["1"]["p50_ms"]
+        results.append(measured)
+    return results
+
+
+def _serve_and_load(folder, flags, plan, root=REPO_ROOT, rounds=None):
+    """Starts a server with `flags`, runs `plan` [(key, protocol, model, inputs, levels, total)]; returns `{key: levels}`.
+
+    `rounds` = `(onnx path, inputs, rounds, requests)` adds `c1_rounds` (see `_rounds_at_c1`).
+    """
     log_path = Path(folder, f"edge-{time.monotonic_ns()}.log")
     process, url, grpc_target = _start_server(Path(folder) / "exports", flags, root, log_path)
     server = {"folder": folder, "url": url, "grpc": grpc_target, "log": log_path}
@@ -252,6 +278,8 @@ def _serve_and_load(folder, flags, plan, root=REPO_ROOT):
         results = {"load_average": list(os.getloadavg())}
         for key, protocol, model, inputs, levels, total in plan:
             results[key] = _load_levels(server, protocol, model, inputs, levels, total)
+        if rounds is not None:
+            results["c1_rounds"] = _rounds_at_c1(server, *rounds)
         return results
     finally:
         process.terminate()
@@ -284,8 +312,13 @@ def measure(quick=True, before=None):
                 raw["before"][f"load_average_{variant}"] = measured["load_average"]
             if "resnet50" in models:
                 plan.append(("resnet50", "grpc", "resnet50", models["resnet50"][1], RESNET50_CONCURRENCY, resnet_total))
-            measured = _serve_and_load(folder, flags, plan)
+            rounds = None
+            if variant == "batching":
+                rounds = (path, inputs, C1_ROUNDS["toy" if toy else ("quick" if quick else "full")], C1_ROUND_REQUESTS)
+            measured = _serve_and_load(folder, flags, plan, rounds=rounds)
             raw.update({key: measured[key] for key, *_ in plan[:2]})
+            if "c1_rounds" in measured:
+                raw["c1_rounds"] = measured["c1_rounds"]
             raw["load_average"][variant] = measured["load_average"]
             if "resnet50" in measured:
                 raw.setdefault("resnet50", {"requests_per_level": resnet_total})[f"grpc_{variant}"] = measured["resnet50"]
