@@ -103,7 +103,8 @@ def main(argv=None):
                         help="the most batching queues (worker threads) at once; other shapes run unbatched")
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions; 0 disables")
     parser.add_argument("--label", action="append", default=[], help="version label, [model:]label=version (repeatable)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime intra-op threads per model (default: every core; with --workers N, cores / N)")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes sharing the ports (SO_REUSEPORT, Linux), each with its own models; see README Serving")
     parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # Set by the supervisor.
@@ -118,8 +119,12 @@ def main(argv=None):
     if args.workers > 1 and not worker:
         try:
             _check(args)
-            return workers.supervise(sys.argv[1:] if argv is None else list(argv), args.workers, args.host, args.port,
-                                     args.grpc_port, lambda record: LOGGER.info(json.dumps(record)))
+            given = sys.argv[1:] if argv is None else list(argv)
+            if args.threads is None:
+                # Each worker runs its own models: N processes with every core each would oversubscribe.
+                given += ["--threads", str(workers.threads_per_worker(args.workers))]
+            return workers.supervise(given, args.workers, args.host, args.port, args.grpc_port,
+                                     lambda record: LOGGER.info(json.dumps(record)))
         except (ValueError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

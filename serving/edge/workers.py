@@ -7,7 +7,8 @@ the event loop) however many cores the machine has. With `--workers N`,
 the ports, and starts N copies of itself (`--worker-index i`). Each worker
 loads its own models, polls the base path for new versions on its own, and
 binds the same ports with SO_REUSEPORT, so the kernel spreads connections
-over the workers. When a worker exits, the supervisor stops the others and
+over the workers. Without `--threads`, each worker's models get cores / N
+intra-op threads, so that N processes do not oversubscribe the cores. When a worker exits, the supervisor stops the others and
 exits with its status; SIGTERM or SIGINT stops them all.
 
 Metrics: the workers write prometheus-client's multiprocess files into one
@@ -32,6 +33,11 @@ import time
 
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _PR_SET_PDEATHSIG = 1
+
+
+def threads_per_worker(workers):
+    """Intra-op threads per model in each of `workers` processes: the cores shared out (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def listening_socket(host, port, reuse_port=False, what="REST"):

@@ -39,6 +39,12 @@ def test_two_workers_share_the_ports_metrics_and_reloads(built_exports, tmp_path
             time.sleep(0.2)
         (started,) = [record for record in _records(server) if record.get("event") == "workers"]
         assert started["count"] == 2 and len(started["pids"]) == 2
+        # Without --threads, the workers share the cores out instead of each taking all of them.
+        from serving.edge.workers import threads_per_worker
+
+        for pid in started["pids"]:
+            command = open(f"/proc/{pid}/cmdline").read().split("\0")
+            assert command[command.index("--threads") + 1] == str(threads_per_worker(2)) == str(max(1, os.cpu_count() // 2))
         images = np.random.default_rng(3).uniform(0, 255, (24, 32, 32, 3)).astype(np.float32)
         expected = onnx_reference("cnn", 1, {"images": images}, base=base)
         # A new connection per request: the kernel spreads connections over the workers.
