@@ -141,6 +141,9 @@ def _batching_ceiling(raw):
     if costs.get("1") and costs.get("16"):
         text = (f"; in-process ONNX Runtime: {costs['1']} ms per image at batch 1, {costs['16']} ms at batch 16, "
                 f"so batching gains at most {costs['1'] / costs['16']:.2f}x on this machine")
+    alone = _level(raw, "resnet50", "grpc_no_batching", "16", "server", "mean_model_run_ms")
+    if alone:
+        text += f"; without batching up to 16 runs overlap, {alone} ms each: {alone / 16:.1f} ms of wall time per image"
     timed = _level(raw, "resnet50", "grpc_batching_timeout", "16") or {}
     if timed.get("requests_per_s"):
         flags = " ".join(_level(raw, "resnet50", "grpc_batching_timeout", "flags") or [])
