@@ -17,12 +17,12 @@ Every error body is `{"error": "..."}` with TF Serving's status for its code
 (see `serving.edge.errors`). The JSON mapping is in `serving.edge.rest_json`.
 
 Why plain ASGI and not a web framework: these eight routes are all the
-server has, and a framework's routing, dependency injection and middleware
-cost more per request than the model itself for small models (FastAPI with
-a logging middleware added about 0.5 ms to each request; see
-`benchmarks/serving_bench.py`). The event loop reads the body; decoding,
-the model run and encoding happen in a thread of `_EXECUTOR_THREADS`, so a
-large body or a slow model never blocks other connections.
+server has, and a framework's routing, request objects and middleware run on
+every request, where a small model's own run takes about 0.15 ms
+(`benchmarks/serving_bench.py` measures the whole path). The event loop reads
+the body; decoding, the model run and encoding happen in a thread of
+`_EXECUTOR_THREADS`, so a large body or a slow model never blocks other
+connections.
 """
 
 import asyncio
