@@ -139,15 +139,16 @@ class RestApp:
         else:
             status, body = await self._v1(method, full_path, scope["headers"], receive, started, log)
             content_type = None
-        headers = _JSON_HEADERS if content_type is None else [(b"content-type", content_type)]
-        await send({"type": "http.response.start", "status": status,
-                    "headers": headers + [(b"content-length", str(len(body)).encode("latin-1"))]})
-        await send({"type": "http.response.body", "body": body})
+        # Logged before the answer leaves: a client that reads the log after its answer finds the line.
         if LOGGER.isEnabledFor(logging.INFO):
             record = {"event": "request", "protocol": "rest", "method": method, "path": scope["path"], "status": status,
                       "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
             record.update(log)
             LOGGER.info(json.dumps(record))
+        headers = _JSON_HEADERS if content_type is None else [(b"content-type", content_type)]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": headers + [(b"content-length", str(len(body)).encode("latin-1"))]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _v1(self, method, full_path, scope_headers, receive, started, log):
         """Answers a /v1/ request; returns `(status, body)`. Every failure is TF Serving's `{"error"}`."""
