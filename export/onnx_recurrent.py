@@ -47,7 +47,7 @@ class UnsupportedRecurrentModel(ValueError):
     """The model is not a layer pattern this module can fuse; convert it with tf2onnx instead."""
 
 
-def fused_recurrent_onnx(model, opset=DEFAULT_OPSET):
+def fused_recurrent_onnx(model, opset=None):
     """Returns an `onnx.ModelProto` of a kerasdl recurrent model with fused `LSTM`/`GRU` nodes.
 
     The graph holds no metadata; the caller adds `metadata_props` and saves it.
@@ -56,7 +56,7 @@ def fused_recurrent_onnx(model, opset=DEFAULT_OPSET):
         model: a Keras model built by `kerasdl.models.recurrent.sequence_classifier`
             (float sequences in), or the token-id model of a text classifier
             (`kerasdl.models.recurrent.text_token_model(model)`); logits out.
-        opset: the ONNX opset of the graph (14 or later).
+        opset: the ONNX opset of the graph (14 or later); None takes `export.formats.onnx.OPSET`.
 
     Returns:
         The model, checked with `onnx.checker.check_model`.
@@ -72,6 +72,10 @@ def fused_recurrent_onnx(model, opset=DEFAULT_OPSET):
     """
     import onnx
 
+    if opset is None:
+        from export.formats.onnx import OPSET
+
+        opset = OPSET
     if opset < MINIMUM_OPSET:
         raise UnsupportedRecurrentModel(f"the fused recurrent graph needs opset {MINIMUM_OPSET} or later, got {opset}")
     builder = _GraphBuilder(opset)
@@ -90,6 +94,21 @@ def fused_recurrent_onnx(model, opset=DEFAULT_OPSET):
     )
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def has_recurrent_layer(model):
+    """Returns True when `model` (or a model nested in it) has an LSTM, GRU or other RNN layer.
+
+    Example:
+    >>> has_recurrent_layer(lstm(input_shape=(None, 1), num_classes=2))
+    True
+    """
+    import keras
+
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)) or has_recurrent_layer(layer):
+            return True
+    return False
 
 
 def _layer_chain(model):

@@ -3,10 +3,13 @@
 `export_model` loads the run, computes the Keras reference on its held-out
 examples, then for each format of the registry (`export.formats`) in order:
 writes the artifact into a staging version folder, reloads and verifies it,
-and with `quantize="int8"` writes and gates its int8 variant. The model card
-goes beside them (`export.model_card`). The folder is renamed into place
-(`export.publish`) only when every parity row is OK and every int8 variant
-passed its accuracy gate; otherwise nothing is published.
+and with `quantize="int8"` writes and gates its int8 variant on every held-out
+example. The model card goes beside them (`export.model_card`). The folder is
+renamed into place (`export.publish`) only when every parity row is OK;
+otherwise nothing is published. An int8 variant that fails its accuracy gate
+(or that the model's recipe leaves out) is removed and the verified fp32
+artifacts are published without it, which the log and the card say, unless
+`require_int8` asks for int8 or nothing.
 """
 
 import dataclasses
@@ -36,6 +39,7 @@ def export_model(
     opset=None,
     quantize=None,
     max_accuracy_drop=1.0,
+    require_int8=False,
     log=print,
 ):
     """Exports, verifies and publishes a trained model; the Python API behind `python -m export.run`.
@@ -49,7 +53,9 @@ def export_model(
         force: replace an existing version.
         opset: the ONNX opset; None uses `export.formats.onnx.OPSET`.
         quantize: None or "int8" (for every requested format that has an int8 variant).
-        max_accuracy_drop: the largest int8 accuracy loss, in percentage points, that still publishes.
+        max_accuracy_drop: the largest int8 accuracy loss, in percentage points, that still publishes int8.
+        require_int8: fail (publish nothing) when an int8 variant is left out, instead of
+            publishing fp32 without it; implies `quantize="int8"`.
         log: where progress lines go.
 
     Returns:
@@ -57,7 +63,8 @@ def export_model(
 
     Raises:
         ExportError: a usage problem (nothing written).
-        VerificationError: an artifact disagrees with Keras or int8 lost too much (nothing published).
+        VerificationError: an artifact disagrees with Keras, or int8 was left out under
+            `require_int8` (nothing published).
 
     Example:
     >>> result = export_model("runs/mlp/20261128-010203", formats=["savedmodel", "onnx"], base="exports")
@@ -70,6 +77,7 @@ def export_model(
     from export.text import export_tokenizer
     from export.verify import format_table, keras_probabilities
 
+    quantize = "int8" if require_int8 else quantize
     selected = _check_request(formats, quantize)
     source = load_source(path)
     name = name or source.name
@@ -83,7 +91,7 @@ def export_model(
     expected = keras_probabilities(source.model, source.examples, source.metadata)
     parity, sections, gates = [], {}, {}
     options = {"opset": opset, "max_accuracy_drop": max_accuracy_drop}
-    with staged_version(model_base, version, force) as staging:
+    with staged_version(model_base, version, force, log=log) as staging:
         job = registry.ExportJob(source=source, folder=staging, name=name, version=version, expected=expected, options=options, log=log)
         for format_name in selected:
             module = registry.get_format(format_name)
@@ -97,13 +105,22 @@ def export_model(
                 key, section = module.quantize(job)
                 sections[key] = section
                 gates[format_name] = section
+        left_out = _settle_int8(gates, staging, max_accuracy_drop, remove=not require_int8)
+        if gates:
+            sections["int8"] = {name: {"file": section["file"], "published": section["published"], "reason": section.get("left_out")}
+                                for name, section in gates.items()}
         card = build_model_card(source, name, version, selected, parity, sections)
         write_model_card(staging, card)
         log(format_table(parity))
         failed = [f"{row.artifact}/{row.signature}" for row in parity if not row.ok]
         if failed:
             raise VerificationError(f"parity failed for {', '.join(failed)}; nothing published")
-        _check_gates(gates, max_accuracy_drop)
+        if left_out and require_int8:
+            reasons = "; ".join(f"{name}: {reason}" for name, reason in left_out.items())
+            raise VerificationError(f"int8 left out ({reasons}) and --require-int8 was given; nothing published")
+        for format_name, reason in left_out.items():
+            log(f"{format_name} int8 left out: {reason}; publishing the verified fp32 artifacts without "
+                f"{gates[format_name]['file']} (--require-int8 makes this an error)")
     version_dir = model_base / str(version)
     log(f"published {version_dir}")
     return ExportResult(version_dir=version_dir, version=version, parity=parity, card=card)
@@ -124,10 +141,29 @@ def _check_request(requested, quantize):
     return [name for name in registry.NAMES if name in requested]
 
 
-def _check_gates(gates, max_accuracy_drop):
-    rejected = {name: section for name, section in gates.items() if not section["accepted"]}
-    if not rejected:
-        return
-    drops = [f"{section['comparison']['accuracy_drop_points']:.2f} points" + (f" ({name})" if len(gates) > 1 else "")
-             for name, section in rejected.items()]
-    raise VerificationError(f"int8 accuracy drop {', '.join(drops)} exceeds --max-accuracy-drop {max_accuracy_drop}; nothing published")
+def _settle_int8(gates, staging, max_accuracy_drop, remove):
+    """Marks each int8 section published or left out; returns `{format: reason}` of those left out.
+
+    A variant is left out when its recipe wrote none (the section's own
+    `left_out`) or it failed the accuracy gate; with `remove` its file is
+    deleted from the staging folder so that only verified fp32 is published.
+    """
+    from export.int8_gate import CONFIDENCE
+
+    left_out = {}
+    for format_name, section in gates.items():
+        if section.get("accepted"):
+            section["published"] = True
+            continue
+        if not section.get("left_out"):
+            comparison = section["comparison"]
+            low, high = comparison["accuracy_drop_interval_points"]
+            section["left_out"] = (
+                f"accuracy drop {comparison['accuracy_drop_points']:.2f} points ({100 * CONFIDENCE:.0f} % interval [{low:.2f}, {high:.2f}]) "
+                f"on {comparison['examples']} held-out examples exceeds --max-accuracy-drop {max_accuracy_drop}"
+            )
+        section["published"] = False
+        left_out[format_name] = section["left_out"]
+        if remove:
+            (staging / section["file"]).unlink(missing_ok=True)
+    return left_out

@@ -56,12 +56,11 @@ class KerasPredictor(Predictor):
     kind = "keras"
 
     def __init__(self, path):
-        from kerasdl.artifact import load_model, load_metadata
+        # export.run's own readers, so both commands refuse a bad .keras file with the same line.
+        from export.keras_file import load_keras_model, read_keras_metadata
 
-        metadata = load_metadata(path)
-        if "class_names" not in metadata or "modality" not in metadata:
-            raise ExportError(f"{path}: not a kerasdl model (no kerasdl metadata); save it with kerasdl.artifact.save_model")
-        self.model, _ = load_model(path)
+        metadata = read_keras_metadata(path)
+        self.model = load_keras_model(path)
         self.metadata = metadata
         super().__init__(metadata["class_names"], metadata["modality"], (metadata.get("input") or {}).get("shape"))
 
@@ -134,7 +133,9 @@ def load_predictor(artifact, artifact_format=None, int8=False):
         # The SavedModel is what TF Serving answers with; int8 exists only for the runtime formats.
         candidates = [name for name in formats.NAMES if variant in formats.get_format(name).FILES]
         present = [name for name in candidates if (path / formats.get_format(name).FILES[variant]).is_file()]
-        artifact_format = present[0] if present else next(name for name in candidates if name != "savedmodel")
+        if not present:
+            raise ExportError(_no_artifact_message(path, variant))
+        artifact_format = present[0]
     elif artifact_format not in formats.NAMES:
         raise ExportError(f"unknown format {artifact_format!r}; use one of {', '.join(formats.NAMES)}")
     files = formats.get_format(artifact_format).FILES
@@ -143,6 +144,14 @@ def load_predictor(artifact, artifact_format=None, int8=False):
     if not (path / files[variant]).is_file():
         raise ExportError(f"{path}: no {files[variant]}; export with --format {artifact_format}{' --quantize int8' if int8 else ''}")
     return _format_predictor(artifact_format, path / files[variant])
+
+
+def _no_artifact_message(path, variant):
+    names = ", ".join(_file_names(variant))
+    if variant == "int8" and any((path / name).is_file() for name in _file_names("fp32")):
+        return f"{path}: no int8 model ({names}); export with --quantize int8, or drop --int8"
+    return (f"{path}: no exported model here (none of {names}, no integer version folder); "
+            "pass a version folder written by python -m export.run, a model file, or a .keras file")
 
 
 def _format_predictor(format_name, path):

@@ -6,7 +6,10 @@ writes `exports/<name>/<version>/` (CONTRACTS.md §5): the TF Serving SavedModel
 with its warmup requests and model card, `model.onnx` (+ `model.int8.onnx`,
 + `tokenizer/` for text models). Every artifact is reloaded and compared with
 the Keras model on held-out examples before the version folder is renamed into
-place; a mismatch exits with status 1 and publishes nothing. Usage errors
+place; a mismatch exits with status 1 and publishes nothing. An int8 variant
+that loses more than --max-accuracy-drop points on the run's held-out examples
+is left out and the fp32 artifacts are published (a log line and the model card
+say so), or, with --require-int8, nothing is published (status 1). Usage errors
 (missing file, not a kerasdl model, an existing version without --force) exit
 with status 2. Both print one line on stderr, no traceback.
 
@@ -43,7 +46,10 @@ def build_parser():
     parser.add_argument("--force", action="store_true", help="replace an existing version")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default: {OPSET})")
     parser.add_argument("--max-accuracy-drop", type=float, default=1.0,
-                        help="refuse to publish when int8 loses more accuracy than this, in points (default: 1.0)")
+                        help="leave int8 out (publish fp32 only) when it loses more accuracy than this on the "
+                             "held-out examples, in points (default: 1.0)")
+    parser.add_argument("--require-int8", action="store_true",
+                        help="publish nothing when an int8 variant is left out (implies --quantize int8)")
     return parser
 
 
@@ -62,6 +68,7 @@ def main(argv=None):
             opset=arguments.opset,
             quantize=arguments.quantize,
             max_accuracy_drop=arguments.max_accuracy_drop,
+            require_int8=arguments.require_int8,
         )
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -11,13 +11,12 @@ model card says so.
 
 import dataclasses
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from export.errors import ExportError
-from kerasdl.artifact import load_metadata
+from export.keras_file import load_keras_model, read_keras_metadata
 
 # How many held-out examples the parity checks and the warmup file use at most.
 MAX_EXAMPLES = 64
@@ -53,6 +52,7 @@ class ExportSource:
         calibration_path: `data/calibration.npz|json`, or None.
         config: the parsed `config.yaml`, or None.
         metrics: the parsed `metrics.json`, or None.
+        validation_path: `data/validation.npz|json` (every held-out example the run kept), or None.
     """
 
     model_path: Path
@@ -65,10 +65,22 @@ class ExportSource:
     calibration_path: object = None
     config: object = None
     metrics: object = None
+    validation_path: object = None
 
     @property
     def name(self):
         return self.metadata.get("model") or self.model.name
+
+    def held_out(self):
+        """Returns `(examples, labels)`: every held-out example the run kept, for the int8 accuracy gate.
+
+        `examples` holds only the first `MAX_EXAMPLES` (parity and warmup need
+        no more); the gate needs all of them, since one flipped prediction in 64
+        is already 1.6 points. Without a run directory these are the synthetic examples.
+        """
+        if self.validation_path is None:
+            return self.examples, self.labels
+        return _read_examples(self.validation_path, self.metadata, None)
 
     def calibration_examples(self):
         """Returns raw calibration inputs: `data/calibration.*` when present, else the held-out examples."""
@@ -113,12 +125,12 @@ def load_source(path, max_examples=MAX_EXAMPLES):
         # `runs/<model>/<timestamp>/model.keras` given directly still belongs to its run.
         run_dir = path.parent if path.name == "model.keras" and (path.parent / "data").is_dir() else None
 
-    metadata = _read_metadata(model_path)
-    model = _load_keras_model(model_path)
+    metadata = read_keras_metadata(model_path)
+    model = load_keras_model(model_path)
     assert_no_augmentation(model)
 
     examples, labels, origin = None, None, "synthetic"
-    calibration_path = config = metrics = None
+    validation_path = calibration_path = config = metrics = None
     if run_dir is not None:
         validation_path = _data_file(run_dir, "validation", metadata)
         if validation_path is not None:
@@ -140,6 +152,7 @@ def load_source(path, max_examples=MAX_EXAMPLES):
         calibration_path=calibration_path,
         config=config,
         metrics=metrics,
+        validation_path=validation_path if examples is not None and origin != "synthetic" else None,
     )
 
 
@@ -181,37 +194,6 @@ def synthetic_examples(metadata, model=None, count=SYNTHETIC_EXAMPLES, seed=0):
             length = int(rng.integers(1, shape[0] + 1))
             values[index, length:] = 0.0
     return values
-
-
-def _read_metadata(model_path):
-    try:
-        metadata = load_metadata(model_path)
-    except zipfile.BadZipFile:
-        raise ExportError(f"{model_path}: not a .keras file (not a zip archive)") from None
-    missing = [key for key in ("modality", "class_names") if key not in metadata]
-    if metadata.get("modality") != "text" and "input" not in metadata:
-        missing.append("input")
-    if missing:
-        raise ExportError(
-            f"{model_path}: not a kerasdl model (its kerasdl.json metadata lacks {', '.join(missing)}); "
-            "save it with kerasdl.artifact.save_model or train it with python -m training.run"
-        )
-    return metadata
-
-
-def _load_keras_model(model_path):
-    import keras
-
-    from kerasdl.artifact import load_model
-
-    try:
-        model, _ = load_model(model_path)
-    except Exception as error:  # Keras raises many types; the user needs one line.
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExportError(f"{model_path}: Keras cannot load this model ({first_line})") from None
-    if not isinstance(model, keras.Model):
-        raise ExportError(f"{model_path}: does not hold a Keras model")
-    return model
 
 
 def _data_file(run_dir, stem, metadata):

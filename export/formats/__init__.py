@@ -18,7 +18,7 @@ Like keras' `src/export/` (one thin module per format), a format is a module
   `class_names`, `modality`, `input_shape`, `predict(examples) -> probabilities`
   (`kerasdl.runtime.Runner` for the TensorFlow-free formats).
 - `quantize(job) -> (card key, section)`, only where `FILES` has "int8": writes
-  the int8 file and measures it (`export.quantize.int8_comparison`); the section
+  the int8 file and measures it (`export.int8_gate.gate_int8`); the section
   says whether it passed the accuracy gate (`accepted`).
 
 `export.orchestrator` loops over `NAMES`; a new format is its module here, a

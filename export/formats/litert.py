@@ -42,11 +42,12 @@ server, which must not import `export`, serves ONNX).
 
 import json
 import os
+import struct
 
 import numpy as np
 
 from kerasdl.contract import onnx_input_names
-from kerasdl.runtime import ArtifactError, Runner
+from kerasdl.runtime import REEXPORT, ArtifactError, Runner
 
 NAME = "litert"
 FILES = {"fp32": "model.tflite", "int8": "model.int8.tflite"}
@@ -91,7 +92,7 @@ def quantize(job):
     """
     import tensorflow as tf
 
-    from export.quantize import int8_comparison, int8_summary
+    from export.int8_gate import gate_int8
 
     fp32_path, int8_path = job.folder / FILES["fp32"], job.folder / FILES["int8"]
     fp32 = load(fp32_path)
@@ -112,10 +113,7 @@ def quantize(job):
         _convert(wrapper, signature, int8_path, supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS], **options)
         method, float_fallback = "integer with float fallback", True
     _embed_metadata(int8_path, {**_metadata(job, details), "quantization": method})
-    held_out = job.source.examples
-    comparison = int8_comparison(fp32.predict(held_out), load(int8_path).predict(held_out), job.source.labels, fp32_path, int8_path)
-    limit = job.options.get("max_accuracy_drop")
-    job.log(int8_summary(f"litert int8 ({method})", comparison, limit))
+    gate = gate_int8(job, f"litert int8 ({method})", fp32, load(int8_path), fp32_path, int8_path)
     return "litert_quantization", {
         "file": FILES["int8"],
         "method": method,
@@ -125,9 +123,7 @@ def quantize(job):
         "input_output_type": "float32",
         "calibration_batches": len(batches),
         "calibration_examples": int(len(examples)),
-        "comparison": comparison,
-        "max_accuracy_drop_points": limit,
-        "accepted": comparison["accuracy_drop_points"] <= limit,
+        **gate,
     }
 
 
@@ -152,11 +148,14 @@ class LiteRTRunner(Runner):
 
     def __init__(self, path, threads=None):
         self.path = os.fspath(path)
-        metadata = read_metadata(self.path)
-        self.metadata = metadata
         self.threads = threads
         self.delegate = "xnnpack"
+        # A file of another kind is named as such; then the interpreter verifies the
+        # flatbuffer, so a damaged file is refused before read_metadata walks its tables.
+        _check_file_kind(self.path)
         self._start(default_delegates=True)
+        metadata = read_metadata(self.path)
+        self.metadata = metadata
         details = self._signature.get_input_details()
         self.inputs = {name: (np.dtype(item["dtype"]).name, tuple(int(size) for size in item["shape_signature"])) for name, item in details.items()}
         sequence_length = None
@@ -175,7 +174,8 @@ class LiteRTRunner(Runner):
             self.interpreter = Interpreter(model_path=self.path, num_threads=self.threads, experimental_op_resolver_type=resolver)
             self._signature = self.interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as error:
-            raise ArtifactError(f"{self.path}: the LiteRT interpreter cannot load it ({str(error).strip().splitlines()[0]})") from None
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ArtifactError(f"{self.path}: the LiteRT interpreter cannot load it ({detail}); {REEXPORT}") from None
 
     def run(self, feed):
         """Runs one batch `{input name: array}`; returns float32 probabilities `[B, K]`."""
@@ -199,16 +199,30 @@ def read_metadata(path):
     """
     from ai_edge_litert import schema_py_generated as schema
 
+    data = _check_file_kind(path)
+    try:
+        model = schema.Model.GetRootAsModel(data, 0)
+        for index in range(model.MetadataLength()):
+            entry = model.Metadata(index)
+            if entry.Name() == METADATA_NAME.encode():
+                metadata = json.loads(bytes(model.Buffers(entry.Buffer()).DataAsNumpy()).decode("utf-8"))
+                if not isinstance(metadata, dict):
+                    raise ValueError("the kerasdl metadata is not a JSON object")
+                return metadata
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError) as error:
+        # The flatbuffer reader trusts every offset: a cut-short file fails with struct.error.
+        raise ArtifactError(f"{path}: damaged LiteRT file ({type(error).__name__}: {error}); {REEXPORT}") from None
+    return {}
+
+
+def _check_file_kind(path):
+    """Returns the bytes of `path`, or raises ArtifactError unless they carry LiteRT's file identifier."""
     with open(path, "rb") as handle:
         data = handle.read()
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ArtifactError(f"{path}: not a LiteRT (.tflite) model file; export one with python -m export.run --format litert")
-    model = schema.Model.GetRootAsModel(data, 0)
-    for index in range(model.MetadataLength()):
-        entry = model.Metadata(index)
-        if entry.Name() == METADATA_NAME.encode():
-            return json.loads(bytes(model.Buffers(entry.Buffer()).DataAsNumpy()).decode("utf-8"))
-    return {}
+        kind = "an empty file" if not data else "not a LiteRT (.tflite) model file"
+        raise ArtifactError(f"{path}: {kind}; export one with python -m export.run --format litert")
+    return data
 
 
 def _embed_metadata(path, metadata):
@@ -269,7 +283,8 @@ def _conversion_model(job):
         model = job.source.model
         shape = [None] + list(metadata["input"]["shape"])
         if metadata["modality"] == "sequence" and shape[1] is None:
-            shape[1] = max(np.asarray(examples).shape[1] for examples in (job.source.examples, job.source.calibration_examples()))
+            # Every held-out series (the int8 gate runs them all) and every calibration one must fit.
+            shape[1] = max(np.asarray(examples).shape[1] for examples in (job.source.held_out()[0], job.source.calibration_examples()))
         shapes = {names[0]: (tuple(shape), "float32")}
     steps = next(iter(shapes.values()))[0][1] if metadata["modality"] in ("text", "sequence") else None
     unrolled = _recurrent_layer_names(model)

@@ -10,16 +10,30 @@ step: it freezes the function first (variables and captured constants become
 graph constants), then converts the frozen graph with tf2onnx, and finally
 asserts that the inputs are exactly the contract's.
 
+Recurrent models (numeric LSTM/GRU networks and the token-id part of the text
+ones) are not converted by tf2onnx, which emits a slow `Loop` per layer, but
+built as fused ONNX `LSTM`/`GRU` nodes from their weights
+(`export.onnx_recurrent`); keras-hub BERT classifiers likewise become ONNX
+Runtime's fused `Attention`/`SkipLayerNormalization`/`FastGelu` graph
+(`export.onnx_bert`), which dynamic int8 turns into `QAttention`. A pattern
+those builders do not read falls back to tf2onnx with the reason in the log and
+the card (`onnx.converter`, `onnx.fused_fallback_reason`). Every graph gets the
+same `metadata_props` and the same parity check against Keras.
+
 int8 (`--quantize int8`) uses ONNX Runtime's quantization with the recipe the
 model's entry names (`export.quantize`), calibrated on the run's training
 examples, and is held to the accuracy gate.
+
+It is a little over 300 lines on purpose: a format is one module, and the ONNX
+format holds its converter choice (fused builders or tf2onnx), the int8 step
+and the checks of the contract's inputs.
 """
 
 import json
 
 from export import formats
 from export.errors import VerificationError
-from kerasdl.contract import ONNX_OUTPUT, input_spec, onnx_input_names
+from kerasdl.contract import ONNX_OUTPUT, input_spec, onnx_input_names, tokenizer_kind
 
 NAME = "onnx"
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
@@ -29,6 +43,9 @@ TAKES_TOKEN_IDS = True
 # The ONNX opset written unless --opset says otherwise (stated only here): it
 # has every op the six models convert to, and the pinned ONNX Runtime runs it.
 OPSET = 17
+# What the card and `metadata_props["converter"]` say for a graph from `export.onnx_recurrent`.
+FUSED_CONVERTER = "kerasdl fused LSTM/GRU (export/onnx_recurrent.py)"
+FUSED_BERT_CONVERTER = "kerasdl fused BERT: Attention, SkipLayerNormalization, FastGelu (export/onnx_bert.py)"
 # Calibration batch size for static int8: ONNX Runtime's calibrator collects
 # activation ranges batch by batch.
 CALIBRATION_BATCH = 16
@@ -46,8 +63,8 @@ def write(job):
         preprocessing = {"tokenizer": "tokenizer/tokenizer.json", "helper": "kerasdl/tokenizer.py", **(job.tokenizer or {})}
     else:
         model, preprocessing = job.source.model, None
-    info = export_onnx(model, metadata, path, opset=opset, preprocessing=preprocessing)
-    job.log(f"wrote {path.name} (opset {opset}, inputs {', '.join(info['inputs'])})")
+    info = export_onnx(model, metadata, path, opset=opset, preprocessing=preprocessing, log=job.log)
+    job.log(f"wrote {path.name} (opset {opset}, inputs {', '.join(info['inputs'])}, {info['converter']})")
     return {"onnx": {"file": FILES["fp32"], **info}}
 
 
@@ -67,16 +84,21 @@ def load(path):
 
 
 def quantize(job):
-    """Writes `model.int8.onnx` with the model's int8 recipe and measures it against fp32 on held-out examples.
+    """Writes `model.int8.onnx` with the model's int8 recipe and measures it against fp32 on every held-out example.
 
     Returns:
         `("quantization", section)`: the recipe, the comparison and whether it passed the gate (`accepted`).
     """
-    from export.quantize import int8_comparison, int8_summary, quantize_int8
+    from export.int8_gate import gate_int8
+    from export.quantize import quantize_int8
 
     entry = formats.model_entry(job.metadata)
     # A model outside the registry gets dynamic int8, which needs no calibration data.
     method = entry.quantization if entry is not None else "dynamic"
+    if method == "none":
+        reason = f"model {entry.name!r} has no ONNX int8 recipe that pays (its registry entry's quantization is 'none')"
+        job.log(f"int8: {reason}; writing no {FILES['int8']}")
+        return "quantization", {"file": FILES["int8"], "method": "none", "accepted": False, "left_out": reason}
     fp32_path, int8_path = job.folder / FILES["fp32"], job.folder / FILES["int8"]
     fp32 = load(fp32_path)
     calibration = None
@@ -85,20 +107,22 @@ def quantize(job):
         calibration = [
             fp32.cast(fp32.feed(examples[start : start + CALIBRATION_BATCH])) for start in range(0, len(examples), CALIBRATION_BATCH)
         ]
-    details = quantize_int8(fp32_path, int8_path, method, calibration)
-    examples = job.source.examples
-    comparison = int8_comparison(fp32.predict(examples), load(int8_path).predict(examples), job.source.labels, fp32_path, int8_path)
-    limit = job.options.get("max_accuracy_drop")
-    job.log(int8_summary(f"int8 ({method})", comparison, limit))
-    accepted = comparison["accuracy_drop_points"] <= limit
-    return "quantization", {"file": FILES["int8"], **details, "comparison": comparison, "max_accuracy_drop_points": limit, "accepted": accepted}
+    details = quantize_int8(fp32_path, int8_path, method, calibration, log=job.log)
+    gate = gate_int8(job, f"int8 ({method})", fp32, load(int8_path), fp32_path, int8_path)
+    return "quantization", {"file": FILES["int8"], **details, **gate}
 
 
-def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None):
+def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None, log=print):
     """Converts `model` (logits) to ONNX with a softmax output named `probabilities`.
 
     For text models, pass the token-id sub-model (see `export.text`); its
     inputs must be named after `kerasdl.contract.TEXT_ONNX_INPUTS`.
+
+    A model with LSTM/GRU layers is written as a fused graph built from its
+    weights (`export.onnx_recurrent`: ONNX `LSTM`/`GRU` nodes, which ONNX
+    Runtime runs many times faster than tf2onnx's `Loop` nodes, and which
+    dynamic int8 turns into `DynamicQuantizeLSTM`); a layer pattern the fused
+    builder does not read falls back to tf2onnx, and `log` says why.
 
     Args:
         model: a Keras model whose inputs match `onnx_input_names(metadata)`.
@@ -107,18 +131,77 @@ def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None):
         opset: the ONNX opset.
         preprocessing: a JSON-serializable description of what happens inside
             the model (stored in `metadata_props["preprocessing"]`).
+        log: where the line about a fallback to tf2onnx goes.
 
     Returns:
-        `{"inputs": {name: {"dtype", "shape"}}, "outputs": {...}, "opset": opset}`.
+        `{"inputs": {name: {"dtype", "shape"}}, "outputs": {...}, "opset": opset, "converter": ...}`
+        (plus `"fused_fallback_reason"` when a recurrent model fell back to tf2onnx).
 
     Raises:
         VerificationError: the converted graph does not have exactly the expected inputs.
 
     Example:
-    >>> export_onnx(model, metadata, "exports/cnn/.tmp-1-x/model.onnx")
-    {'inputs': {'images': {'dtype': 'float32', 'shape': ['batch', 8, 8, 1]}}, ...}
+    >>> export_onnx(model, metadata, "exports/cnn/.tmp-1-x/model.onnx")["converter"]
+    'tf2onnx'
     """
     import onnx
+
+    expected_names = list(onnx_input_names(metadata))
+    model_proto, converter, fallback = _fused_proto(model, metadata, opset, log)
+    if model_proto is None:
+        model_proto = _tf2onnx_proto(model, metadata, expected_names, opset)
+
+    assert_inputs(model_proto, expected_names)
+    _name_dynamic_axes(model_proto, metadata)
+    properties = {
+        "class_names": json.dumps([str(name) for name in metadata["class_names"]]),
+        "modality": metadata["modality"],
+        "model": str(metadata.get("model") or model.name),
+        "input_spec": json.dumps(input_spec(metadata)),
+        "onnx_inputs": json.dumps(expected_names),
+        "preprocessing": json.dumps(preprocessing if preprocessing is not None else _preprocessing(metadata)),
+        "converter": converter,
+    }
+    del model_proto.metadata_props[:]
+    for key, value in properties.items():
+        model_proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model_proto)
+    onnx.save(model_proto, str(path))
+    info = {"inputs": describe_values(model_proto.graph.input), "outputs": describe_values(model_proto.graph.output),
+            "opset": opset, "converter": converter}
+    if fallback is not None:
+        info["fused_fallback_reason"] = fallback
+    return info
+
+
+def _fused_proto(model, metadata, opset, log):
+    """Returns `(proto or None, converter, fallback reason or None)` from the fused builder that fits `model`.
+
+    Recurrent models go to `export.onnx_recurrent`, keras-hub BERT classifiers
+    to `export.onnx_bert`; anything else (or a pattern the builder refuses,
+    with the reason logged) to tf2onnx.
+    """
+    from export.onnx_recurrent import UnsupportedRecurrentModel, fused_recurrent_onnx, has_recurrent_layer
+
+    if has_recurrent_layer(model):
+        builder, unsupported, converter, what = fused_recurrent_onnx, UnsupportedRecurrentModel, FUSED_CONVERTER, "LSTM/GRU"
+        slower = "Loop nodes, slower"
+    elif metadata["modality"] == "text" and tokenizer_kind(metadata) == "bert":
+        from export.onnx_bert import UnsupportedBertModel, fused_bert_onnx
+
+        builder, unsupported, converter, what = fused_bert_onnx, UnsupportedBertModel, FUSED_BERT_CONVERTER, "BERT"
+        slower = "no fused attention, and no QAttention in int8"
+    else:
+        return None, "tf2onnx", None
+    try:
+        return builder(model, opset), converter, None
+    except unsupported as error:
+        log(f"fused {what} graph not possible ({error}); converting with tf2onnx ({slower})")
+        return None, "tf2onnx", str(error)
+
+
+def _tf2onnx_proto(model, metadata, expected_names, opset):
+    """The tf2onnx conversion of the frozen `softmax(model(inputs))` function (see the module docstring)."""
     import tensorflow as tf
     import tf2onnx
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -127,7 +210,6 @@ def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None):
     from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
     patch_tf2onnx()
-    expected_names = list(onnx_input_names(metadata))
     specs = _tensor_specs(model, metadata, expected_names)
 
     if len(specs) == 1:
@@ -158,23 +240,7 @@ def export_onnx(model, metadata, path, opset=OPSET, preprocessing=None):
         opset=opset,
         tensors_to_rename=renames,
     )
-
-    assert_inputs(model_proto, expected_names)
-    _name_dynamic_axes(model_proto, metadata)
-    properties = {
-        "class_names": json.dumps([str(name) for name in metadata["class_names"]]),
-        "modality": metadata["modality"],
-        "model": str(metadata.get("model") or model.name),
-        "input_spec": json.dumps(input_spec(metadata)),
-        "onnx_inputs": json.dumps(expected_names),
-        "preprocessing": json.dumps(preprocessing if preprocessing is not None else _preprocessing(metadata)),
-    }
-    del model_proto.metadata_props[:]
-    for key, value in properties.items():
-        model_proto.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(model_proto)
-    onnx.save(model_proto, str(path))
-    return {"inputs": describe_values(model_proto.graph.input), "outputs": describe_values(model_proto.graph.output), "opset": opset}
+    return model_proto
 
 
 def assert_inputs(model_proto, expected_names):

@@ -92,17 +92,23 @@ class SavedModelRunner:
     def __init__(self, path):
         import tensorflow as tf
 
-        from export.errors import ExportError
+        from kerasdl.runtime import REEXPORT, ArtifactError
 
         directory = Path(path).parent if Path(path).is_file() else Path(path)
         card_path = directory / MODEL_CARD_FILE
         if not card_path.is_file():
-            raise ExportError(f"{directory}: no {MODEL_CARD_FILE}; not a SavedModel written by python -m export.run")
-        card = json.loads(card_path.read_text())
-        self.loaded = tf.saved_model.load(str(directory))
-        self.input_spec = card["input_spec"]
-        self.class_names = [str(name) for name in card["class_names"]]
-        self.modality = card["modality"]
+            raise ArtifactError(f"{directory}: no {MODEL_CARD_FILE}; not a SavedModel written by python -m export.run")
+        try:
+            card = json.loads(card_path.read_text())
+            self.input_spec, class_names, self.modality = card["input_spec"], card["class_names"], card["modality"]
+        except (ValueError, KeyError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+            raise ArtifactError(f"{card_path}: damaged model card ({type(error).__name__}: {error}); {REEXPORT}") from None
+        try:
+            self.loaded = tf.saved_model.load(str(directory))
+        except (OSError, ValueError, tf.errors.OpError) as error:  # a truncated saved_model.pb, missing variables/
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ArtifactError(f"{directory}: TensorFlow cannot load this SavedModel ({detail}); {REEXPORT}") from None
+        self.class_names = [str(name) for name in class_names]
         self.input_shape = (card.get("input") or {}).get("shape")
         self.path = str(directory)
 

@@ -31,6 +31,9 @@ SHARED_MODULES = frozenset({"registry", "layers", "recurrent"})
 
 _ENTRIES = {}
 
+# The values of `ModelEntry.quantization` (export/quantize.py implements them).
+QUANTIZATION_RECIPES = ("static", "dynamic", "none")
+
 
 @dataclasses.dataclass(frozen=True)
 class DataFacts:
@@ -99,7 +102,11 @@ class ModelEntry:
         text: how the model tokenizes, for models that take text; None otherwise.
         tolerances: `{format: max abs difference}` where the model needs a
             tolerance other than the format's default (`export.formats`).
-        quantization: the int8 recipe, "static" (calibrated QDQ) or "dynamic".
+        quantization: the ONNX int8 recipe (`QUANTIZATION_RECIPES`): "static"
+            (activations calibrated on training examples), "dynamic" (int8
+            weights, activation scales per batch), or "none" where ONNX Runtime
+            has no int8 recipe that pays for the model (then `--quantize int8`
+            leaves the ONNX int8 file out and says so).
         set_trainable_blocks: the fine-tuning hook, `(model, num_blocks) -> [block names]`,
             or None when the model has no second phase.
         backend: the Keras backend it trains fastest on ("tensorflow" or "jax").
@@ -186,6 +193,10 @@ def register_model(name, modalities, builders, **fields):
     ... def build_from_data(facts, **options):
     ...     return call_builder(mlp, options, input_shape=facts.input_shape, num_classes=facts.num_classes)
     """
+
+    recipe = fields.get("quantization", "dynamic")
+    if recipe not in QUANTIZATION_RECIPES:
+        raise ValueError(f"model {name!r}: quantization={recipe!r}; choose one of {', '.join(QUANTIZATION_RECIPES)}")
 
     def decorator(function):
         previous = _ENTRIES.get(name)

@@ -32,6 +32,10 @@ import numpy as np
 from kerasdl.contract import TOKENIZER_DIR
 
 
+# What every message about a damaged or unreadable artifact tells the user to do.
+REEXPORT = "export it again with python -m export.run"
+
+
 class ArtifactError(ValueError):
     """An exported artifact cannot be run: a missing tokenizer, absent metadata, an input it cannot take.
 

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from kerasdl.contract import INPUT_NAMES, ONNX_OUTPUT
-from kerasdl.runtime import ArtifactError, Runner
+from kerasdl.runtime import REEXPORT, ArtifactError, Runner
 
 # ONNX Runtime's type strings as numpy dtype names ("string" for string tensors).
 ORT_DTYPES = {
@@ -68,11 +68,13 @@ class OnnxRunner(Runner):
             options.intra_op_num_threads = int(threads)
         if inter_op_threads:
             options.inter_op_num_threads = int(inter_op_threads)
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise ArtifactError(f"{path}: empty file (0 bytes), not an ONNX model; {REEXPORT}")
         try:
             self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # ONNX Runtime raises its own types for unreadable files.
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({detail})") from None
+            raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({detail}); {REEXPORT}") from None
         self.path = path
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.inputs = {item.name: (ORT_DTYPES.get(item.type, "float32"), _shape(item.shape)) for item in self.session.get_inputs()}

@@ -391,7 +391,7 @@ def test_trained_run_is_not_reused_after_a_code_change(tmp_path, monkeypatch):
         trained.append(run_dir)
         return {"run_dir": str(run_dir)}
 
-    monkeypatch.setitem(sys.modules, "kerasdl.train", types.SimpleNamespace(run=fake_run))
+    monkeypatch.setitem(sys.modules, "kerasdl.train", types.SimpleNamespace(train_and_evaluate=fake_run))
     monkeypatch.setenv(common.RUNS_DIR_ENV, str(tmp_path))
     version = {"commit": "a" * 40, "dirty": False, "changes_sha256": None, "key": "a" * 12}
     monkeypatch.setattr(provenance, "code_version", lambda root=None: dict(version))

@@ -137,6 +137,30 @@ def lstm_run(tmp_path_factory):
     return write_run(tmp_path_factory.mktemp("lstm") / "run", model, metadata, (x[128:], y[128:]), (x[:128], y[:128]))
 
 
+@pytest.fixture(scope="session")
+def gru_run(tmp_path_factory):
+    """A tiny numeric GRU on zero-padded series of variable length (2 classes: rising vs falling)."""
+    import keras
+
+    from kerasdl.models.gru import gru
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    count, steps = 96, 10
+    y = rng.integers(0, 2, size=count)
+    x = np.zeros((count, steps, 1), "float32")
+    for index in range(count):
+        length = int(rng.integers(3, steps + 1))
+        x[index, :length, 0] = 2.0 + np.linspace(0, 1, length) * (1 if y[index] else -1)
+    model = gru(input_shape=(None, 1), num_classes=2, hidden_size=8, dropout_rate=0.0,
+                normalization_mean=[2.0], normalization_variance=[0.2])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:64], y[:64], epochs=3, batch_size=32, verbose=0)
+    metadata = {"model": "gru", "modality": "sequence", "class_names": ["falling", "rising"],
+                "input": {"shape": [None, 1], "dtype": "float32"}, "output": "logits"}
+    return write_run(tmp_path_factory.mktemp("gru") / "run", model, metadata, (x[64:], y[64:]), (x[:64], y[:64]))
+
+
 def sst2_lines(split, count):
     """Returns `(sentences, labels)`: the first `count` lines of a real SST-2 file."""
     sentences, labels = [], []

@@ -20,30 +20,6 @@ RUNS = ["mlp_run", "cnn_run", "lstm_run", "gru_run", "text_lstm_run", "bert_run"
 
 
 @pytest.fixture(scope="session")
-def gru_run(tmp_path_factory, helpers):
-    """A tiny numeric GRU on zero-padded series of variable length (2 classes: rising vs falling)."""
-    import keras
-
-    from kerasdl.models.gru import gru
-
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(1)
-    count, steps = 96, 10
-    y = rng.integers(0, 2, size=count)
-    x = np.zeros((count, steps, 1), "float32")
-    for index in range(count):
-        length = int(rng.integers(3, steps + 1))
-        x[index, :length, 0] = 2.0 + np.linspace(0, 1, length) * (1 if y[index] else -1)
-    model = gru(input_shape=(None, 1), num_classes=2, hidden_size=8, dropout_rate=0.0,
-                normalization_mean=[2.0], normalization_variance=[0.2])
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x[:64], y[:64], epochs=3, batch_size=32, verbose=0)
-    metadata = {"model": "gru", "modality": "sequence", "class_names": ["falling", "rising"],
-                "input": {"shape": [None, 1], "dtype": "float32"}, "output": "logits"}
-    return helpers.write_run(tmp_path_factory.mktemp("gru") / "run", model, metadata, (x[64:], y[64:]), (x[:64], y[:64]))
-
-
-@pytest.fixture(scope="session")
 def litert_exports(tmp_path_factory):
     """`{run fixture: ExportResult}`: each run exported to LiteRT fp32 + int8, once."""
     return {}
@@ -161,3 +137,15 @@ def test_a_file_that_is_not_litert_is_refused_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: {tmp_path / 'model.tflite'}: not a LiteRT (.tflite) model file; export one with python -m export.run --format litert\n"
     )
+
+
+def test_litert_int8_that_fails_the_gate_is_left_out_and_fp32_published(mlp_run, tmp_path):
+    from export.orchestrator import export_model
+
+    lines = []
+    result = export_model(mlp_run, formats=["litert"], quantize="int8", max_accuracy_drop=-1.0,
+                          base=tmp_path / "exports", log=lines.append)
+    assert (result.version_dir / "model.tflite").is_file() and not (result.version_dir / "model.int8.tflite").exists()
+    assert result.card["int8"]["litert"]["published"] is False
+    assert result.card["litert_quantization"]["comparison"]["examples"] == len(_validation(mlp_run)[0])
+    assert any(line.startswith("litert int8 left out: accuracy drop 0.00 points") for line in lines)

@@ -112,7 +112,7 @@ def test_predict_errors_are_one_line(mlp_export, tmp_path, capsys):
     cases = [
         ([str(tmp_path / "missing.onnx"), "x.csv"], "no such file or directory"),
         ([str(mlp_export.version_dir), str(tmp_path / "missing.csv")], "no such CSV file"),
-        ([str(tmp_path), "x"], "no model.onnx"),
+        ([str(tmp_path), "x"], "no exported model here"),
     ]
     for argv, message in cases:
         assert main(argv) == 2

@@ -287,9 +287,15 @@ def test_int8_static_qdq_on_cnn_uses_calibration_data(cnn_export):
     assert quantization["calibration_examples"] == 64
     assert 0 < quantization["comparison"]["size_ratio"] < 0.5  # int8 weights: about a quarter of float32
     assert quantization["comparison"]["agreement"] >= 0.75
-    assert quantization["float_nodes"]  # the softmax stays float
+    assert quantization["activation_type"] == "uint8" and quantization["weight_type"] == "int8"  # U8S8
     model = onnx.load(str(cnn_export.version_dir / "model.int8.onnx"))
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    # The softmax and the input normalization (element-wise work on raw pixels) stay float.
+    kinds = {node.name: node.op_type for node in model.graph.node}
+    assert sorted(kinds[name] for name in quantization["float_nodes"] if name in kinds) == ["Add", "Mul", "Softmax", "Transpose"]
+    # ONNX Runtime runs both convolutions and both Dense layers as integer kernels.
+    fused = quantization["fused_int8_ops"]
+    assert fused["QLinearConv"] == 1 and fused["QGemm"] == 2 and "QLinearMul" not in fused and "QLinearAdd" not in fused
 
 
 def test_bert_tokenizer_files_and_onnx_token_features(bert_export, bert_run, helpers):
