@@ -112,9 +112,10 @@ class Metrics:
         # Labelled children by (metric, label values): `labels()` validates and locks on every
         # call, which costs more than the increment itself on the request path.
         self._children = {}
+        self._sampled_models = set()  # Queue depths written in multiprocess mode (a retired queue then reads 0).
 
     def watch_batcher(self, batcher):
-        """Reports `batcher`'s queue depth and queue count at every scrape."""
+        """Reports `batcher`'s queue depth and queue count at every scrape (multiprocess mode: at every batch)."""
         self._batchers.append(batcher)
 
     def _child(self, metric, *labels):
@@ -147,9 +148,8 @@ class Metrics:
             for name, waiting in batcher.queued_rows().items():
                 depth[name] = depth.get(name, 0) + waiting
             count += batcher.queue_count()
-        # A queue that retired since the last sample reads 0, not its last depth.
-        self._sampled = getattr(self, "_sampled", set()) | set(depth)
-        for name in self._sampled:
+        self._sampled_models |= set(depth)
+        for name in self._sampled_models:
             self._child(self.queue_depth, name).set(depth.get(name, 0))
         self.queue_count.set(count)
 

@@ -161,7 +161,7 @@ def main(argv=None):
         json.dumps(
             {
                 "event": "serving",
-                "rest": f"http://{args.host}:{args.port}",
+                "rest": f"http://{args.host}:{rest_socket.getsockname()[1]}",
                 "grpc": f"{args.host}:{grpc_port}" if grpc_server is not None else None,
                 "models": {name: service.repository.versions(name) for name in service.repository.model_names()},
                 "batching": not args.no_batching,
