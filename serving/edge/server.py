@@ -145,7 +145,7 @@ def main(argv=None):
             max_batch_queues=args.max_batch_queues,
             reuse_port=worker,
         )
-        rest_socket = workers.listening_socket(args.host, args.port, reuse_port=worker)
+        rest_socket = workers.rest_socket(args.host, args.port, reuse_port=worker)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -40,8 +40,11 @@ def threads_per_worker(workers):
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def listening_socket(host, port, reuse_port=False, what="REST"):
-    """Returns a listening TCP socket on `host:port` for the REST server.
+def rest_socket(host, port, reuse_port=False, what="REST"):
+    """Returns a TCP socket bound to `host:port` for the REST server, not listening yet.
+
+    The event loop starts listening when it starts serving: a connection made before then is
+    refused (and retried by a readiness probe) instead of waiting unanswered in the backlog.
 
     Args:
         reuse_port: set SO_REUSEPORT, so that the other workers can bind the same port.
@@ -50,7 +53,6 @@ def listening_socket(host, port, reuse_port=False, what="REST"):
         OSError: the port cannot be bound (the message says which and why).
     """
     sock = _bound_socket(host, port, reuse_port, what)
-    sock.listen(2048)
     sock.setblocking(False)
     return sock
 
