@@ -106,11 +106,19 @@ _VALUE_FIELD = {
 }
 
 
+# The DataType of each NumPy dtype met so far: the per-request lookup is one dict access.
+_ENUM_OF_NUMPY = {}
+
+
 def dtype_enum(dtype):
     """Returns the TensorFlow DataType enum value of a NumPy dtype or "string"."""
+    if isinstance(dtype, np.dtype) and dtype in _ENUM_OF_NUMPY:
+        return _ENUM_OF_NUMPY[dtype]
     name = "string" if dtype in ("string", object) or np.dtype(dtype).kind in "OSU" else np.dtype(dtype).name
     if name not in _DT:
         raise ValueError(f"dtype {name} is not supported; use float32, int64, int32, bool or strings")
+    if isinstance(dtype, np.dtype):
+        _ENUM_OF_NUMPY[dtype] = _DT[name]
     return _DT[name]
 
 
@@ -132,17 +140,29 @@ def to_tensor_proto(value, dtype=None):
     >>> [d.size for d in proto.tensor_shape.dim]
     [2, 3]
     """
-    protos = load()
+    proto = load().tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, value, dtype)
+    return proto
+
+
+def fill_tensor_proto(proto, value, dtype=None):
+    """Writes `value` into an empty `TensorProto` in place (a response's output: no copy of a built one).
+
+    Example:
+    >>> response = load().predict_pb2.PredictResponse()
+    >>> fill_tensor_proto(response.outputs["y"], np.zeros((2, 3), "float32"))
+    >>> [d.size for d in response.outputs["y"].tensor_shape.dim]
+    [2, 3]
+    """
     array = _as_array(value, dtype)
-    proto = protos.tensor_pb2.TensorProto()
     proto.dtype = dtype_enum(array.dtype)
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
     if proto.dtype == _DT["string"]:
         proto.string_val.extend(item.encode("utf-8") if isinstance(item, str) else bytes(item) for item in array.reshape(-1))
     else:
-        proto.tensor_content = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"))).tobytes()
-    return proto
+        # Little-endian, as TensorFlow writes tensor_content; no copy when the array already is.
+        proto.tensor_content = array.astype(array.dtype.newbyteorder("<"), order="C", copy=False).tobytes()
 
 
 def element_count(proto):
@@ -181,10 +201,12 @@ def to_numpy(proto):
         array = np.empty(len(values), dtype=object)
         array[:] = values
     elif proto.tensor_content:
+        content = proto.tensor_content
         itemsize = np.dtype(name).itemsize
-        if len(proto.tensor_content) % itemsize:
-            raise ValueError(f"tensor_content holds {len(proto.tensor_content)} bytes, not a whole number of {name} values")
-        array = np.frombuffer(proto.tensor_content, dtype=np.dtype(name).newbyteorder("<")).astype(name)
+        if len(content) % itemsize:
+            raise ValueError(f"tensor_content holds {len(content)} bytes, not a whole number of {name} values")
+        # A view of the message's bytes (read-only): no copy on a little-endian machine.
+        array = np.frombuffer(content, dtype=np.dtype(name).newbyteorder("<")).astype(name, copy=False)
     else:
         values = getattr(proto, _VALUE_FIELD[proto.dtype])
         if name == "float16":

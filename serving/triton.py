@@ -26,7 +26,9 @@ import tempfile
 # (25.11); its ONNX Runtime runs the opsets kerasdl exports. Override with --image.
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:25.11-py3"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
-# The edge server's batching defaults (32 rows, 2 ms), so both servers batch alike out of the box.
+# 32 rows, the edge server's --max-batch-size. A 2 ms queue delay lets Triton fill batches under
+# load; the edge server waits for none by default (its batches form while the model is busy, as
+# Triton's do with a delay of 0), so pass --max-queue-delay-us 0 for the same behaviour.
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_QUEUE_DELAY_US = 2000
 # One instance: ONNX Runtime already spreads one batch over every core with its intra-op threads.

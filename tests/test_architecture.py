@@ -181,7 +181,7 @@ EDGE_PATH = textwrap.dedent(
 
     import serving.client
     import serving.edge.grpc_service
-    from fastapi.testclient import TestClient
+    from starlette.testclient import TestClient
     from serving.edge.server import build_server
 
     service, app, grpc_server, _ = build_server(base, backend="onnx", grpc_port=0)

@@ -9,18 +9,24 @@ request log line and the request metrics carry that same code.
 
 import json
 import logging
+import re
 import time
 from concurrent import futures
 
 from serving import protos
 from serving.edge.errors import InvalidInput, ResourceExhausted, status_of
 from serving.edge.metadata import signature_def_map
+from serving.edge.quiet import filtered_stderr
 
 LOGGER = logging.getLogger("serving.edge")
+_BIND_FAILURE_LINE = re.compile(r"add_port\.cc:\d+\] Failed to add port to server")
 
 
-def build_grpc_server(service, host, port, max_message_bytes=10 * 1024 * 1024, workers=32):
+def build_grpc_server(service, host, port, max_message_bytes=10 * 1024 * 1024, workers=32, reuse_port=False):
     """Returns `(server, bound_port)`: a started-later `grpc.Server` serving `service`.
+
+    `reuse_port` lets other processes bind the same port (`--workers`); otherwise a
+    port already in use is an error (gRPC would share it silently by default).
 
     Example:
     >>> server, port = build_grpc_server(service, "127.0.0.1", 8500)
@@ -32,6 +38,7 @@ def build_grpc_server(service, host, port, max_message_bytes=10 * 1024 * 1024, w
     options = [
         ("grpc.max_receive_message_length", int(max_message_bytes)),
         ("grpc.max_send_message_length", int(max_message_bytes)),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options)
     # Subclassing the generated servicers makes the methods this server does not
@@ -40,7 +47,12 @@ def build_grpc_server(service, host, port, max_message_bytes=10 * 1024 * 1024, w
     model = type("ModelService", (_ModelService, modules.model_service_pb2_grpc.ModelServiceServicer), {})
     modules.prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction(service, grpc), server)
     modules.model_service_pb2_grpc.add_ModelServiceServicer_to_server(model(service, grpc), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    # gRPC's C++ core logs its own line about a failed bind; the one-line error below says it.
+    with filtered_stderr(_BIND_FAILURE_LINE):
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:  # Recent grpcio raises where older releases returned 0.
+            bound = 0
     if bound == 0:
         raise OSError(f"cannot bind the gRPC port {host}:{port}; is it in use?")
     return server, bound
@@ -83,12 +95,13 @@ class _Base:
                 LOGGER.error("unexpected error serving gRPC %s", api, exc_info=problem)
         elapsed = time.perf_counter() - started
         version = resolved.get("version")
-        LOGGER.info(
-            json.dumps(
-                {"event": "request", "protocol": "grpc", "method": api, "model": model, "version": version,
-                 "status": code, "latency_ms": round(elapsed * 1000, 3)}
+        if LOGGER.isEnabledFor(logging.INFO):
+            LOGGER.info(
+                json.dumps(
+                    {"event": "request", "protocol": "grpc", "method": api, "model": model, "version": version,
+                     "status": code, "latency_ms": round(elapsed * 1000, 3)}
+                )
             )
-        )
         if model:
             self.service.record_request(model, version, api, "GRPC", code, elapsed)
         if code != "OK":
@@ -126,7 +139,7 @@ class _PredictionService(_Base):
             _fill_spec(response.model_spec, name, resolved_version, signature.name)
             for key, value in outputs.items():
                 try:
-                    response.outputs[key].CopyFrom(protos.to_tensor_proto(value))
+                    protos.fill_tensor_proto(response.outputs[key], value)
                 except ValueError as problem:
                     raise InvalidInput(f"output {key!r} cannot be sent: {problem}") from None
             return response

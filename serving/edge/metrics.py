@@ -26,11 +26,19 @@ into `:`, as its exporter writes them); the rest are `kerasdl_edge_*`:
   in successful loads, by model_path.
 
 Each server has its own registry, so several servers in one process (tests)
-do not mix their counts.
+do not mix their counts. Under `--workers N` (`PROMETHEUS_MULTIPROC_DIR` set,
+see `serving.edge.workers`), the values live in prometheus-client's
+multiprocess files and every scrape reports the sum over the workers; the
+queue gauges are then sampled by each worker when a batch starts and summed
+over the live workers.
 """
+
+import os
 
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 PATH = "/monitoring/prometheus/metrics"
@@ -53,8 +61,10 @@ class Metrics:
 
     def __init__(self):
         prometheus_client.disable_created_metrics()
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_DIR_ENV))
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
-        registry = self.registry
+        # In multiprocess mode the metrics write to files, and the page is read from all of them.
+        registry = prometheus_client.CollectorRegistry(auto_describe=True) if self.multiprocess else self.registry
         latency_buckets = _exponential(10, 1.8, 33)  # TF Serving's: 10 us to ~20 minutes.
         self.request_count = prometheus_client.Counter(
             ":tensorflow:serving:request_count", "The total number of requests.",
@@ -85,26 +95,63 @@ class Metrics:
             ["model_path"], registry=registry,
         )
         self._batchers = []
-        registry.register(_BatcherCollector(self._batchers))
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.MultiProcessCollector(self.registry)
+            self.queue_depth = prometheus_client.Gauge(
+                "kerasdl_edge_batch_queue_depth", "Rows waiting to be batched.", ["model_name"],
+                multiprocess_mode="livesum", registry=registry,
+            )
+            self.queue_count = prometheus_client.Gauge(
+                "kerasdl_edge_batch_queues", "Live batching queues (one worker thread each).",
+                multiprocess_mode="livesum", registry=registry,
+            )
+        else:
+            registry.register(_BatcherCollector(self._batchers))
+        # Labelled children by (metric, label values): `labels()` validates and locks on every
+        # call, which costs more than the increment itself on the request path.
+        self._children = {}
+        self._sampled_models = set()  # Queue depths written in multiprocess mode (a retired queue then reads 0).
 
     def watch_batcher(self, batcher):
-        """Reports `batcher`'s queue depth and queue count at every scrape."""
+        """Reports `batcher`'s queue depth and queue count at every scrape (multiprocess mode: at every batch)."""
         self._batchers.append(batcher)
+
+    def _child(self, metric, *labels):
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def request(self, model, version, api, entrypoint, status, seconds):
         """Counts one request; successful ones also add their latency."""
-        self.request_count.labels(model or "", "" if version is None else str(version), api, entrypoint, status).inc()
+        self._child(self.request_count, model or "", "" if version is None else str(version), api, entrypoint, status).inc()
         if status == "OK":
-            self.request_latency.labels(model or "", api, entrypoint).observe(seconds * 1e6)
+            self._child(self.request_latency, model or "", api, entrypoint).observe(seconds * 1e6)
 
     def runtime(self, model, api, runtime, seconds):
-        self.runtime_latency.labels(model, api, runtime).observe(seconds * 1e6)
+        self._child(self.runtime_latency, model, api, runtime).observe(seconds * 1e6)
 
     def examples(self, model, count):
-        self.example_counts.labels(model).observe(count)
+        self._child(self.example_counts, model).observe(count)
 
     def batch(self, model, rows):
-        self.batch_size.labels(model).observe(rows)
+        self._child(self.batch_size, model).observe(rows)
+        if self.multiprocess:
+            self._sample_queues()
+
+    def _sample_queues(self):
+        depth, count = {}, 0
+        for batcher in self._batchers:
+            for name, waiting in batcher.queued_rows().items():
+                depth[name] = depth.get(name, 0) + waiting
+            count += batcher.queue_count()
+        self._sampled_models |= set(depth)
+        for name in self._sampled_models:
+            self._child(self.queue_depth, name).set(depth.get(name, 0))
+        self.queue_count.set(count)
 
     def load(self, model_path, succeeded, seconds):
         self.load_attempts.labels(model_path, "success" if succeeded else "fail").inc()

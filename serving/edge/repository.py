@@ -161,6 +161,11 @@ class ModelRepository:
         with self._lock:
             return sorted(name for name, versions in self._models.items() if versions)
 
+    def serves(self, name):
+        """Whether a version of model `name` is loaded (cheaper than `name in model_names()`)."""
+        with self._lock:
+            return bool(self._models.get(name))
+
     def versions(self, name):
         with self._lock:
             return sorted(self._models.get(name, {}))

@@ -1,4 +1,4 @@
-"""TF Serving's REST API (https://www.tensorflow.org/tfx/serving/api_rest) over FastAPI.
+"""TF Serving's REST API (https://www.tensorflow.org/tfx/serving/api_rest) as a plain ASGI application.
 
 Routes:
     GET  /v1/models/{model}[/versions/{v}|/labels/{l}]            model status
@@ -15,8 +15,18 @@ version that is not a number, or the wrong HTTP method for a path is
 "Malformed request" (400), as in TF Serving; any other unknown path is 404.
 Every error body is `{"error": "..."}` with TF Serving's status for its code
 (see `serving.edge.errors`). The JSON mapping is in `serving.edge.rest_json`.
+
+Why plain ASGI and not a web framework: these eight routes are all the
+server has, and a framework's routing, request objects and middleware run on
+every request, where a small model's own run takes about 0.15 ms
+(`benchmarks/serving_bench.py` measures the whole path). The event loop reads
+the body; decoding, the model run and encoding happen in a thread of
+`_EXECUTOR_THREADS`, so a large body or a slow model never blocks other
+connections.
 """
 
+import asyncio
+import concurrent.futures
 import json
 import logging
 import re
@@ -39,6 +49,11 @@ _STATUS_PATH = re.compile(
 )
 _INT64_MAX = 2**63 - 1
 _API_OF_VERB = {"predict": "Predict", "classify": "Classify", "regress": "Regress"}
+# Requests decoded and run at once. With batching, a request waits in its thread for
+# the batch it joins, so this bounds how many requests one batch can gather (64 covers
+# the largest default batch, 32, twice over); beyond it requests wait for a thread.
+_EXECUTOR_THREADS = 64
+_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 def parse_path(method, path):
@@ -74,109 +89,106 @@ def parse_path(method, path):
 
 
 def build_app(service, max_body_bytes=10 * 1024 * 1024, metadata_of=None):
-    """Returns the FastAPI app for `service` (an `EdgeService`).
+    """Returns the ASGI application serving `service` (an `EdgeService`).
 
     Args:
         service: the `EdgeService`.
         max_body_bytes: larger request bodies are refused (RESOURCE_EXHAUSTED, 429) before they are parsed.
         metadata_of: `(model, version, backend) -> dict`, the metadata response.
+
+    Example:
+    >>> app = build_app(service)
+    >>> uvicorn.run(app, port=8501)
     """
-    from fastapi import FastAPI, Request
-    from fastapi.responses import Response
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException
+    return RestApp(service, max_body_bytes, metadata_of)
 
-    from serving.edge.metadata import metadata_json
 
-    metadata_of = metadata_of or metadata_json
-    app = FastAPI(title="kerasdl edge server", docs_url=None, redoc_url=None, openapi_url=None)
+class RestApp:
+    """The REST API as an ASGI 3 application (see the module docstring and `build_app`)."""
 
-    def json_response(document, status=200):
-        return Response(rest_json.dumps(document), status_code=status, media_type="application/json")
+    def __init__(self, service, max_body_bytes=10 * 1024 * 1024, metadata_of=None):
+        from serving.edge.metadata import metadata_json
 
-    def error(status, message):
-        return json_response({"error": message}, status)
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+        self.metadata_of = metadata_of or metadata_json
+        self.executor = concurrent.futures.ThreadPoolExecutor(_EXECUTOR_THREADS, thread_name_prefix="rest")
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request, problem):
-        # Starlette's own refusals (405 on /healthz, ...) in TF Serving's error shape.
-        return error(problem.status_code, f"{problem.detail}: {request.method} {request.url.path}")
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await _lifespan(receive, send)
 
-    @app.middleware("http")
-    async def log_requests(request, call_next):
+    async def _http(self, scope, receive, send):
         started = time.perf_counter()
-        response = await call_next(request)
-        record = {
-            "event": "request",
-            "protocol": "rest",
-            "method": request.method,
-            "path": request.url.path,
-            "status": response.status_code,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-        }
-        record.update(getattr(request.state, "log", {}))
-        LOGGER.info(json.dumps(record))
-        return response
-
-    @app.get("/healthz")
-    async def healthz():
-        return json_response({"status": "ok"})
-
-    @app.get("/readyz")
-    async def readyz():
-        models = service.repository.model_names()
-        if not models:
-            return json_response({"status": "no model loaded", "models": []}, 503)
-        return json_response({"status": "ready", "models": models})
-
-    @app.get(METRICS_PATH)
-    async def prometheus_metrics():
-        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE)
-
-    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-    async def everything_else(path: str, request: Request):
-        raw = request.scope.get("raw_path") or request.url.path.encode()
+        method = scope["method"]
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         full_path = raw.decode("latin-1").split("?", 1)[0]
-        if not full_path.lower().startswith("/v1/") and full_path.lower() != "/v1":
-            return error(404, f"Not found: {request.method} {full_path}")
-        started = time.perf_counter()
-        log = request.state.log = {}
+        log = {}
+        if method == "GET" and full_path == "/healthz":
+            status, body, content_type = 200, rest_json.dumps({"status": "ok"}), None
+        elif method == "GET" and full_path == "/readyz":
+            models = self.service.repository.model_names()
+            document = {"status": "ready", "models": models} if models else {"status": "no model loaded", "models": []}
+            status, body, content_type = (200 if models else 503), rest_json.dumps(document), None
+        elif method == "GET" and full_path == METRICS_PATH:
+            status, body, content_type = 200, self.service.metrics.exposition(), CONTENT_TYPE.encode("latin-1")
+        elif not full_path.lower().startswith("/v1/") and full_path.lower() != "/v1":
+            status, body, content_type = 404, _error_body(f"Not found: {method} {full_path}"), None
+        else:
+            status, body = await self._v1(method, full_path, scope["headers"], receive, started, log)
+            content_type = None
+        # Logged before the answer leaves: a client that reads the log after its answer finds the line.
+        if LOGGER.isEnabledFor(logging.INFO):
+            record = {"event": "request", "protocol": "rest", "method": method, "path": scope["path"], "status": status,
+                      "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+            record.update(log)
+            LOGGER.info(json.dumps(record))
+        headers = _JSON_HEADERS if content_type is None else [(b"content-type", content_type)]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": headers + [(b"content-length", str(len(body)).encode("latin-1"))]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _v1(self, method, full_path, scope_headers, receive, started, log):
+        """Answers a /v1/ request; returns `(status, body)`. Every failure is TF Serving's `{"error"}`."""
+        service = self.service
         model = version = None
         api = "Unknown"
         try:
-            model, version, label, action = parse_path(request.method, full_path)
+            model, version, label, action = parse_path(method, full_path)
             log["model"] = model
             if action in _API_OF_VERB:
                 api = _API_OF_VERB[action]
-                body = await _read_body(request, max_body_bytes)
+                body = await _read_body(scope_headers, receive, self.max_body_bytes)
                 resolved = service.repository.resolve(model, version, label)
                 version = resolved[0]
-                document, extra = await run_in_threadpool(_infer, service, action, model, resolved, body)
+                loop = asyncio.get_running_loop()
+                payload, extra = await loop.run_in_executor(self.executor, _infer, service, action, model, resolved, body)
                 log.update(extra)
             elif action == "metadata":
                 api = "GetModelMetadata"
                 version, backend = service.repository.resolve(model, version, label)
-                document = metadata_of(model, version, backend)
+                payload = rest_json.dumps(self.metadata_of(model, version, backend))
             else:
                 api = "GetModelStatus"
-                document = {"model_version_status": service.repository.status(model, version, label)}
-            code, response = "OK", json_response(document)
+                payload = rest_json.dumps({"model_version_status": service.repository.status(model, version, label)})
+            code, status = "OK", 200
         except Exception as problem:  # Every failure answers {"error"} with TF Serving's status.
             code, message, unexpected = status_of(problem)
             if unexpected:
-                LOGGER.error("unexpected error serving %s %s", request.method, full_path, exc_info=problem)
-            response = error(HTTP_STATUS[code], message)
+                LOGGER.error("unexpected error serving %s %s", method, full_path, exc_info=problem)
+            status, payload = HTTP_STATUS[code], _error_body(message)
         log["code"] = code
         if model is not None:
             service.record_request(model, version, api, "REST", code, time.perf_counter() - started)
-        return response
-
-    return app
+        return status, payload
 
 
 def _infer(service, action, model, resolved, body):
-    """Runs one :predict/:classify/:regress body on a resolved `(version, backend)`; returns `(document, log fields)`."""
-    request = rest_json.load_json(body)
+    """Runs one :predict/:classify/:regress body on a resolved `(version, backend)`; returns `(response bytes, log fields)`."""
+    # tf.Example features keep the json module's reading of numbers (see serving.edge.rest_json).
+    request = rest_json.load_json(body, exact=action != "predict")
     signature_name = request.get("signature_name") or None
     version, backend = resolved
     if action == "predict":
@@ -192,17 +204,37 @@ def _infer(service, action, model, resolved, body):
     else:
         version, signature, values = service.regress(model, input_from_json(request, "regress"), version, None, signature_name)
         document, rows = rest_json.regress_response(values), len(values)
-    return document, {"version": version, "signature": signature.name, "rows": rows}
+    return rest_json.dumps(document), {"version": version, "signature": signature.name, "rows": rows}
 
 
-async def _read_body(request, limit):
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ResourceExhausted(f"request body of {declared} bytes exceeds the limit of {limit} bytes (--max-body-bytes)")
+def _error_body(message):
+    return rest_json.dumps({"error": message})
+
+
+async def _read_body(headers, receive, limit):
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise ResourceExhausted(f"request body of {int(value)} bytes exceeds the limit of {limit} bytes (--max-body-bytes)")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidInput("the client closed the connection before the request body was complete")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise ResourceExhausted(f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _lifespan(receive, send):
+    """Acknowledges the server's start-up and shutdown (nothing to do at either)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -2,14 +2,15 @@
 
 Usage:
     python -m serving.edge exports/ [--port 8501] [--grpc-port 8500] [--host 127.0.0.1]
-        [--backend onnx|savedmodel|auto] [--max-batch-size 32] [--batch-timeout-ms 2]
+        [--backend onnx|savedmodel|auto] [--max-batch-size 32] [--batch-timeout-ms 0]
         [--no-batching] [--max-body-bytes N] [--max-elements N] [--max-batch-queues 32]
-        [--poll-seconds 2] [--label cnn:stable=1] [--threads N]
+        [--poll-seconds 2] [--label cnn:stable=1] [--threads N] [--workers 1]
 
 It binds 127.0.0.1 by default (pass `--host 0.0.0.0` deliberately to expose
 it), logs one JSON line per request (with its latency) to stderr, picks up new
 versions without a restart, answers `/healthz` and `/readyz`, and serves
 Prometheus metrics at `/monitoring/prometheus/metrics` on the REST port.
+`--workers N` runs N server processes on the same ports (`serving.edge.workers`).
 """
 
 import argparse
@@ -17,10 +18,11 @@ import json
 import logging
 import sys
 
-from serving.edge.batching import DEFAULT_MAX_QUEUES
+from serving.edge import workers
+from serving.edge.batching import DEFAULT_BATCH_TIMEOUT_S, DEFAULT_MAX_QUEUES
 from serving.edge.metrics import Metrics
 from serving.edge.repository import BACKENDS, ModelRepository
-from serving.edge.service import DEFAULT_MAX_ELEMENTS, EdgeService
+from serving.edge.service import DEFAULT_MAX_ELEMENTS, EdgeService, check_settings
 from serving.labels import EVERY_MODEL, parse_labels
 
 LOGGER = logging.getLogger("serving.edge")
@@ -46,14 +48,17 @@ def build_server(
     backend="auto",
     batching=True,
     max_batch_size=32,
-    batch_timeout_ms=2.0,
+    batch_timeout_ms=DEFAULT_BATCH_TIMEOUT_S * 1000,
     max_body_bytes=10 * 1024 * 1024,
     labels=None,
     threads=None,
     max_elements=DEFAULT_MAX_ELEMENTS,
     max_batch_queues=DEFAULT_MAX_QUEUES,
+    reuse_port=False,
 ):
     """Loads the models and returns `(service, app, grpc_server_or_None, grpc_port)`; nothing listens yet.
+
+    `reuse_port` lets other processes bind the same gRPC port (`--workers`).
 
     Example:
     >>> service, app, grpc_server, port = build_server("exports/", grpc_port=0)
@@ -77,7 +82,7 @@ def build_server(
     if grpc_port is not None and grpc_port >= 0:
         from serving.edge.grpc_service import build_grpc_server
 
-        grpc_server, bound = build_grpc_server(service, host, grpc_port, max_message_bytes=max_body_bytes)
+        grpc_server, bound = build_grpc_server(service, host, grpc_port, max_message_bytes=max_body_bytes, reuse_port=reuse_port)
     return service, app, grpc_server, bound
 
 
@@ -89,7 +94,8 @@ def main(argv=None):
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind; loopback unless you mean to expose it")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX when model.onnx exists, else the SavedModel")
     parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
+    parser.add_argument("--batch-timeout-ms", type=float, default=DEFAULT_BATCH_TIMEOUT_S * 1000,
+                        help="how long a batch may wait for more requests; 0 (TF Serving's default) batches only what queues while the model is busy")
     parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
     parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024, help="larger requests get RESOURCE_EXHAUSTED")
     parser.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS, help="the most values one request may hold")
@@ -97,13 +103,33 @@ def main(argv=None):
                         help="the most batching queues (worker threads) at once; other shapes run unbatched")
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions; 0 disables")
     parser.add_argument("--label", action="append", default=[], help="version label, [model:]label=version (repeatable)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime intra-op threads per model (default: every core; with --workers N, cores / N)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes sharing the ports (SO_REUSEPORT, Linux), each with its own models; see README Serving")
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # Set by the supervisor.
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    worker = args.worker_index is not None
+    if worker:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_WorkerField(args.worker_index))
+    if args.workers > 1 and not worker:
+        try:
+            _check(args)
+            given = sys.argv[1:] if argv is None else list(argv)
+            if args.threads is None:
+                # Each worker runs its own models: N processes with every core each would oversubscribe.
+                given += ["--threads", str(workers.threads_per_worker(args.workers))]
+            return workers.supervise(given, args.workers, args.host, args.port, args.grpc_port,
+                                     lambda record: LOGGER.info(json.dumps(record)))
+        except (ValueError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
-        labels = parse_labels(args.label)
+        labels = _check(args)
         service, app, grpc_server, grpc_port = build_server(
             args.base_path,
             host=args.host,
@@ -117,7 +143,9 @@ def main(argv=None):
             threads=args.threads,
             max_elements=args.max_elements,
             max_batch_queues=args.max_batch_queues,
+            reuse_port=worker,
         )
+        rest_socket = workers.rest_socket(args.host, args.port, reuse_port=worker)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -133,18 +161,42 @@ def main(argv=None):
         json.dumps(
             {
                 "event": "serving",
-                "rest": f"http://{args.host}:{args.port}",
+                "rest": f"http://{args.host}:{rest_socket.getsockname()[1]}",
                 "grpc": f"{args.host}:{grpc_port}" if grpc_server is not None else None,
                 "models": {name: service.repository.versions(name) for name in service.repository.model_names()},
                 "batching": not args.no_batching,
             }
         )
     )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none")
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[rest_socket])
     finally:
         service.repository.stop()
         if grpc_server is not None:
             grpc_server.stop(grace=1).wait()
     return 0
+
+
+def _check(args):
+    """Checks the flags without loading anything (ValueError names the flag); returns the parsed labels."""
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    labels = parse_labels(args.label)
+    ModelRepository(args.base_path, backend=args.backend)
+    check_settings(args.max_elements, args.max_batch_queues, args.max_batch_size, args.batch_timeout_ms / 1000.0)
+    return labels
+
+
+class _WorkerField(logging.Filter):
+    """Starts every JSON log line of a worker with `"worker": index`, so that its lines can be told apart."""
+
+    def __init__(self, index):
+        super().__init__()
+        self.prefix = '{"worker": %d, ' % index
+
+    def filter(self, record):
+        message = record.msg
+        if isinstance(message, str) and message.startswith("{") and len(message) > 2 and not record.args and not message.startswith(self.prefix):
+            record.msg = self.prefix + message[1:]
+        return True

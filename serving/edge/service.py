@@ -14,7 +14,7 @@ import numpy as np
 
 from serving.edge import examples as tf_examples
 from serving.edge.backends import CLASSIFY_METHOD, REGRESS_METHOD, validate
-from serving.edge.batching import DEFAULT_MAX_QUEUES, Batcher
+from serving.edge.batching import DEFAULT_BATCH_TIMEOUT_S, DEFAULT_MAX_QUEUES, Batcher
 from serving.edge.errors import InvalidInput, NotFound, Unimplemented
 from serving.edge.metrics import Metrics
 
@@ -33,7 +33,7 @@ class EdgeService:
         repository: a `ModelRepository` (already scanned).
         batching: combine concurrent requests (dynamic batching).
         max_batch_size: the most rows one batch holds.
-        batch_timeout_s: how long a request may wait for others to join its batch.
+        batch_timeout_s: how long a batch may wait for more requests (0: none; see `serving.edge.batching`).
         max_elements: the most values one request may hold (RESOURCE_EXHAUSTED beyond).
         max_batch_queues: the most batching queues (and worker threads) at once.
         metrics: a `Metrics` to record into (a new one by default).
@@ -48,15 +48,12 @@ class EdgeService:
         repository,
         batching=True,
         max_batch_size=32,
-        batch_timeout_s=0.002,
+        batch_timeout_s=DEFAULT_BATCH_TIMEOUT_S,
         max_elements=DEFAULT_MAX_ELEMENTS,
         max_batch_queues=DEFAULT_MAX_QUEUES,
         metrics=None,
     ):
-        if max_elements is not None and max_elements < 1:
-            raise ValueError(f"--max-elements must be at least 1, got {max_elements}")
-        if max_batch_queues < 1 or max_batch_size < 1:
-            raise ValueError(f"--max-batch-queues and --max-batch-size must be at least 1, got {max_batch_queues} and {max_batch_size}")
+        check_settings(max_elements, max_batch_queues, max_batch_size, batch_timeout_s)
         self.repository = repository
         self.max_elements = max_elements
         self.metrics = metrics or getattr(repository, "metrics", None) or Metrics()
@@ -68,7 +65,7 @@ class EdgeService:
     def record_request(self, model, version, api, entrypoint, code, seconds):
         """Counts one request in the metrics. Names the server does not serve are counted together as
         UNKNOWN_MODEL: a label per name a client makes up would grow the metrics without bound."""
-        known = model in self.repository.model_names()
+        known = self.repository.serves(model)
         self.metrics.request(model if known else UNKNOWN_MODEL, version if known else None, api, entrypoint, code, seconds)
 
     def signature(self, backend, model, signature_name):
@@ -174,8 +171,18 @@ class EdgeService:
         if rows:
             metrics.examples(model, rows)
         if self.batcher is not None and rows:
-            return self.batcher.submit((id(backend), core_key), timed_run, core_inputs, label=model).result()
+            return self.batcher.run((id(backend), core_key), timed_run, core_inputs, label=model)
         return timed_run(core_inputs)
+
+
+def check_settings(max_elements, max_batch_queues, max_batch_size, batch_timeout_s):
+    """Raises ValueError naming the command-line flag of the first setting out of range."""
+    if max_elements is not None and max_elements < 1:
+        raise ValueError(f"--max-elements must be at least 1, got {max_elements}")
+    if batch_timeout_s < 0:
+        raise ValueError(f"--batch-timeout-ms must not be negative, got {batch_timeout_s * 1000:g}")
+    if max_batch_queues < 1 or max_batch_size < 1:
+        raise ValueError(f"--max-batch-queues and --max-batch-size must be at least 1, got {max_batch_queues} and {max_batch_size}")
 
 
 def _batch_rows(inputs):
@@ -193,4 +200,4 @@ def _input_tensor(backend, signature):
     return signature.name
 
 
-__all__ = ["EdgeService", "InvalidInput", "NotFound", "DEFAULT_SIGNATURE", "DEFAULT_MAX_ELEMENTS"]
+__all__ = ["EdgeService", "InvalidInput", "NotFound", "DEFAULT_SIGNATURE", "DEFAULT_MAX_ELEMENTS", "check_settings"]

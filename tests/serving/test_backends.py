@@ -72,7 +72,7 @@ def test_both_backends_serve_the_export_command_output(built_exports):
 def test_savedmodel_backend_serves_any_savedmodel(tmp_path):
     """A plain tf.Module (not kerasdl) with its own signature names and outputs."""
     import tensorflow as tf
-    from fastapi.testclient import TestClient
+    from starlette.testclient import TestClient
 
     from serving.edge.server import build_server
 
@@ -114,6 +114,68 @@ def test_batcher_combines_requests_and_keeps_rows_apart():
         np.testing.assert_array_equal(result["row_sum"], x.sum(axis=1))
     # The first run may start alone; the rest are grouped without exceeding 8 rows.
     assert sum(calls) == 12 and max(calls) <= 8 and len(calls) < 5
+
+
+def test_a_request_that_finds_the_model_idle_runs_at_once_in_its_own_thread():
+    """No idle wait: a lone request is not held back for company, nor handed to another thread."""
+    threads = []
+
+    def run(inputs):
+        threads.append(threading.current_thread())
+        return {"y": inputs["x"] + 1}
+
+    batcher = Batcher(max_batch_size=8)  # The default batch timeout: 0, as TF Serving's.
+    assert batcher.batch_timeout_s == 0
+    for value in (1.0, 2.0):
+        assert batcher.run("model", run, {"x": np.array([[value]], np.float32)})["y"].tolist() == [[value + 1]]
+    assert threads == [threading.current_thread()] * 2
+    # Nothing is left behind: no queue, no worker thread.
+    assert batcher.queue_count() == 0 and batcher.batch_sizes == {1: 2}
+
+
+def test_requests_that_arrive_while_the_model_is_busy_run_as_one_batch():
+    import concurrent.futures
+
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def run(inputs):
+        calls.append(inputs["x"][:, 0].tolist())
+        if len(calls) == 1:
+            started.set()
+            release.wait(10)
+        return {"y": inputs["x"] * 2}
+
+    batcher = Batcher(max_batch_size=8)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        first = pool.submit(batcher.run, "model", run, {"x": np.array([[0.0]], np.float32)})
+        assert started.wait(10)
+        waiting = [pool.submit(batcher.run, "model", run, {"x": np.array([[value]], np.float32)}) for value in (1.0, 2.0, 3.0)]
+        deadline = time.monotonic() + 5
+        while batcher.queued_rows().get("", 0) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert batcher.queued_rows() == {"": 3}
+        release.set()
+        assert first.result(10)["y"].tolist() == [[0.0]]
+        assert [future.result(10)["y"].tolist() for future in waiting] == [[[2.0]], [[4.0]], [[6.0]]]
+    # The first ran alone at once; the three that queued behind it ran as one batch.
+    assert calls[0] == [0.0] and sorted(calls[1]) == [1.0, 2.0, 3.0] and len(calls) == 2
+
+
+def test_a_batch_timeout_makes_even_a_lone_request_wait_in_the_worker():
+    threads = []
+
+    def run(inputs):
+        threads.append(threading.current_thread())
+        return {"y": inputs["x"]}
+
+    batcher = Batcher(max_batch_size=8, batch_timeout_s=0.01)
+    batcher.run("model", run, {"x": np.zeros((1, 1), np.float32)})
+    assert threads and threads[0].name == "batcher"
+
+
+def test_a_negative_batch_timeout_is_refused():
+    with pytest.raises(ValueError, match="batch_timeout_s must not be negative"):
+        Batcher(batch_timeout_s=-0.001)
 
 
 def test_batcher_reports_failures_to_every_request():

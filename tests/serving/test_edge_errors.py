@@ -179,7 +179,7 @@ def test_savedmodel_backend_errors_follow_tf_codes(edge_savedmodel):
 
 
 def test_rest_element_limit_in_process(exports):
-    from fastapi.testclient import TestClient
+    from starlette.testclient import TestClient
 
     from serving.edge.server import build_server
 
@@ -193,7 +193,7 @@ def test_rest_element_limit_in_process(exports):
 
 
 def test_unexpected_errors_are_500_with_error_body_and_traceback(exports, caplog):
-    from fastapi.testclient import TestClient
+    from starlette.testclient import TestClient
 
     from serving.edge.server import build_server
 
@@ -223,6 +223,9 @@ def test_pillow_bomb_check_is_what_the_png_triggers():
     [
         (["--max-elements", "0"], "error: --max-elements must be at least 1, got 0"),
         (["--max-batch-queues", "0"], "error: --max-batch-queues and --max-batch-size must be at least 1, got 0 and 32"),
+        (["--batch-timeout-ms", "-1"], "error: --batch-timeout-ms must not be negative, got -1"),
+        (["--workers", "0"], "error: --workers must be at least 1, got 0"),
+        (["--workers", "2", "--max-elements", "0"], "error: --max-elements must be at least 1, got 0"),
     ],
 )
 def test_bad_server_flags_fail_in_one_line_before_loading(exports, flags, message):
@@ -237,3 +240,30 @@ def test_bad_server_flags_fail_in_one_line_before_loading(exports, flags, messag
     )
     assert result.returncode == 2
     assert result.stderr.strip() == message
+
+
+@pytest.mark.parametrize("protocol", ["REST", "gRPC"])
+def test_a_port_in_use_fails_in_one_line(exports, protocol):
+    """Even a port held with SO_REUSEPORT (another server's workers, another gRPC server) is refused, not shared."""
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT, free_port
+
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    flags = ["--port", str(port), "--grpc-port", "-1"] if protocol == "REST" else ["--port", str(free_port()), "--grpc-port", str(port)]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "serving.edge", str(exports), "--poll-seconds", "0", *flags],
+            capture_output=True, text=True, timeout=120, cwd=str(REPO_ROOT),
+        )
+    finally:
+        holder.close()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot bind the {protocol} port 127.0.0.1:{port}")
+    assert "add_port" not in result.stderr  # gRPC's own C++ log line about it is not shown.

@@ -127,3 +127,29 @@ def test_request_logs_are_json_lines_with_latency(edge):
     requests_logged = [record for record in records if record.get("event") == "request" and record.get("path") == "/v1/models/cnn"]
     assert requests_logged and requests_logged[-1]["status"] == 200
     assert requests_logged[-1]["latency_ms"] >= 0
+
+
+def test_each_request_is_logged_before_its_answer_arrives(edge):
+    """A client that reads the log right after its answer finds that request's line (REST and gRPC,
+    interleaved). Regression: stderr through a filter process delivered the lines late."""
+    import grpc
+
+    from serving import protos
+
+    modules = protos.load()
+    stub = modules.prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(edge.grpc_target))
+
+    def grpc_lines():
+        return sum('"protocol": "grpc"' in line for line in edge.logs().splitlines())
+
+    for index in range(20):
+        path = f"/v1/models/cnn/versions/{900 + index}"
+        requests.get(edge.url + path, timeout=10)
+        assert f'"path": "{path}"' in edge.logs()
+        before = grpc_lines()
+        request = modules.predict_pb2.PredictRequest()
+        request.model_spec.name = "cnn"
+        request.model_spec.version.value = 900 + index
+        with pytest.raises(grpc.RpcError):
+            stub.Predict(request, timeout=10)
+        assert grpc_lines() == before + 1
