@@ -117,8 +117,10 @@ def resolve_backend(requested="auto", model_name=None, strategy="auto", profile=
 def select_backend(requested="auto", model_name=None, strategy="auto", profile=False):
     """Resolves the backend (`resolve_backend`) and makes Keras use it; call it before importing Keras or TensorFlow.
 
-    Sets `KERAS_BACKEND` for this process and its children. Calling it again with
-    the same outcome is harmless.
+    Sets `KERAS_BACKEND` for this process and its children. When Keras is already
+    imported (a notebook, a test, a benchmark that trains in process), `auto` keeps
+    its backend unless the run needs TensorFlow, and an explicit other backend is an
+    error. Calling it again with the same outcome is harmless.
 
     Args:
         requested: "tensorflow", "jax" or "auto".
@@ -130,7 +132,7 @@ def select_backend(requested="auto", model_name=None, strategy="auto", profile=F
         The `BackendChoice`.
 
     Raises:
-        BackendError: as `resolve_backend`, or Keras is already imported under another backend.
+        BackendError: as `resolve_backend`, or Keras is already imported under a backend this run cannot use.
 
     Example:
     >>> select_backend("jax").name
@@ -139,6 +141,9 @@ def select_backend(requested="auto", model_name=None, strategy="auto", profile=F
     choice = resolve_backend(requested, model_name, strategy, profile)
     loaded = loaded_backend()
     if loaded is not None and loaded != choice.name:
+        needs_tensorflow = _tensorflow_requirement(strategy, profile, os.environ)
+        if requested == "auto" and not (needs_tensorflow and loaded != "tensorflow"):
+            return BackendChoice(loaded, requested, f"Keras is already imported with {loaded} in this process, and auto keeps it ({choice.reason})")
         raise BackendError(
             f"Keras is already imported with the {loaded} backend, so this run cannot train on {choice.name} "
             f"({choice.reason}); choose the backend before importing keras or tensorflow (importing TensorFlow imports Keras), "

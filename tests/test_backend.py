@@ -132,24 +132,49 @@ def test_select_jax_then_train_on_tf_data_and_keep_tensorflow():
     assert result["tensorflow"].startswith("2.") and result["jit"] is True and result["epochs"] == 2
 
 
-def test_keras_imported_under_another_backend_is_refused():
+def test_keras_imported_under_another_backend_is_refused_unless_auto_can_keep_it():
     # Importing TensorFlow imports Keras with the backend of that moment.
     completed = run_python("""
         import json
         import tensorflow
+        import kerasdl.models.registry as registry
         from kerasdl.backend import BackendError, loaded_backend, select_backend
+        registry.get_model_entry = lambda name: type("Entry", (), {"backend": "jax"})()
         loaded = loaded_backend()
         try:
             select_backend("jax")
             message = None
         except BackendError as error:
             message = str(error)
-        print(json.dumps({"loaded": loaded, "message": message, "same": select_backend("tensorflow").name}))
+        kept = select_backend("auto", "dense")
+        print(json.dumps({"loaded": loaded, "message": message, "same": select_backend("tensorflow").name, "kept": [kept.name, kept.reason]}))
     """)
     result = last_json(completed)
     assert result["loaded"] == "tensorflow" and result["same"] == "tensorflow"
     assert result["message"].startswith("Keras is already imported with the tensorflow backend, so this run cannot train on jax")
     assert "start a new process with KERAS_BACKEND=jax" in result["message"]
+    # In a process that already holds Keras (a notebook, a test), auto trains on what is there.
+    assert result["kept"] == ["tensorflow", "Keras is already imported with tensorflow in this process, and auto keeps it (the registry entry of dense says jax)"]
+
+
+def test_auto_cannot_keep_jax_for_a_run_that_needs_tensorflow():
+    completed = run_python("""
+        import json
+        import keras
+        import kerasdl.models.registry as registry
+        from kerasdl.backend import BackendError, select_backend
+        registry.get_model_entry = lambda name: type("Entry", (), {"backend": "tensorflow"})()
+        kept = select_backend("auto", "convolutional")
+        try:
+            select_backend("auto", "convolutional", strategy="mirrored")
+            message = None
+        except BackendError as error:
+            message = str(error)
+        print(json.dumps({"kept": kept.name, "message": message}))
+    """, KERAS_BACKEND="jax")
+    result = last_json(completed)
+    assert result["kept"] == "jax"
+    assert result["message"].startswith("Keras is already imported with the jax backend, so this run cannot train on tensorflow")
 
 
 def test_check_feedable_names_what_jax_cannot_take():
