@@ -49,6 +49,9 @@ JAX_REQUIREMENT = "jax[cpu]==0.10.2"
 class BackendError(ValueError):
     """A backend that cannot be used as asked (a user mistake, shown in one line)."""
 
+    # kerasdl.console.run_cli prints errors marked so as one `error:` line (exit 2).
+    user_error = True
+
 
 @dataclasses.dataclass(frozen=True)
 class BackendChoice:

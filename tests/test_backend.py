@@ -93,6 +93,7 @@ def test_a_profiled_run_goes_to_tensorflow_where_keras_cannot_profile_jax(regist
 
 
 def test_bad_names_and_missing_jax_are_one_line_errors(registry, monkeypatch):
+    assert BackendError.user_error is True  # kerasdl.console.run_cli: one `error:` line, exit 2.
     with pytest.raises(BackendError, match=r"train.backend must be one of tensorflow, jax, auto, got 'torch'"):
         resolve_backend("torch", "dense")
     with pytest.raises(BackendError, match="needs the model name"):
