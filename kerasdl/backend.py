@@ -20,9 +20,10 @@ What stays on TensorFlow whatever the backend:
   tf.distribute, so those strategies train on TensorFlow.
 
 The JAX backend also needs XLA compilation of the train step: with
-`jit_compile=False` Keras runs JAX eagerly, op by op (measured about 100x slower on
-an MLP); Keras' `jit_compile="auto"` compiles on JAX and keeps TensorFlow on CPU
-unchanged.
+`jit_compile=False` Keras runs JAX eagerly, op by op (the digits MLP: 61 ms a step
+against 13 ms compiled, and 2 s with Keras' CosineDecay, whose `ops.cond` JAX then
+compiles at every step; `kerasdl.schedules`); Keras' `jit_compile="auto"` compiles
+on JAX and keeps TensorFlow on a CPU unchanged.
 
 Example:
 >>> choice = select_backend("auto", model_name="mlp")
