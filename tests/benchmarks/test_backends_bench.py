@@ -1,0 +1,33 @@
+"""`benchmarks.backends` at toy size, on the MLP only: both backends run, each in its own process, and the result has the shape.
+
+No timing is asserted (the machine is shared): only that every row compares JAX with
+TensorFlow from numbers both children measured, that each child trained on the backend
+it was given (with XLA on JAX, without on TensorFlow), and that the targets are computed.
+"""
+
+from benchmarks import backends, common
+
+
+def test_toy_run_measures_the_mlp_on_both_backends(shared_data, monkeypatch):
+    monkeypatch.setattr(common, "TOY", True)
+
+    outcome = backends.run(quick=True, cases=("mlp",))
+
+    assert outcome["name"] == "backends" and common.check_result(outcome) == []
+    rows = {(row["case"], row["metric"]): row for row in outcome["rows"]}
+    for steps in (1, 16):
+        for metric, case in (("training examples/s", f"mlp jax spe={steps}"), ("CPU ms/example", f"mlp jax spe={steps}"), ("seconds", f"mlp jax spe={steps} first epoch")):
+            row = rows[(case, metric)]
+            assert row["baseline_case"] == case.replace("jax", "tensorflow")
+            assert row["value"] > 0 and row["baseline"] > 0
+            assert abs(row["ratio"] - row["value"] / row["baseline"]) <= 2e-3 * row["ratio"], row
+    accuracy = rows[("mlp jax spe=16", "test accuracy")]
+    assert 0.0 <= accuracy["value"] <= 1.0 and 0.0 <= accuracy["baseline"] <= 1.0
+    notes = "\n".join(outcome["notes"])
+    assert "mlp jax (jit_compile=True, 270 train examples, 5 steps/epoch)" in notes
+    assert "mlp tensorflow (jit_compile=False, 270 train examples, 5 steps/epoch)" in notes
+    assert "mlp jax: load average before" in notes and "mlp tensorflow: load average before" in notes
+    targets = {target["id"]: target for target in outcome["targets"]}
+    assert set(targets) == {"backend_mlp_registry_is_fastest", "backend_mlp_jax_accuracy"}
+    assert targets["backend_mlp_registry_is_fastest"]["value"] > 0
+    assert abs(targets["backend_mlp_jax_accuracy"]["value"] - (accuracy["value"] - accuracy["baseline"])) < 1e-3
