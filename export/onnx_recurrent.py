@@ -14,7 +14,7 @@ the few ops around them, with the kerasdl ONNX contract: one input
 Supported: a single chain from the input to the logits, as
 `kerasdl.models.recurrent` builds it:
 
-    sequences -> [Masking] -> [Rescaling] -> recurrent layers -> Dense (linear)
+    sequences -> [Masking] -> [Rescaling | SeriesStandardization] -> recurrent layers -> Dense (linear)
     token_ids -> Embedding -> recurrent layers -> Dense (linear)
 
 where each recurrent layer is an LSTM or GRU (tanh/sigmoid, not stateful),
@@ -165,21 +165,23 @@ def _emit_layers(builder, layers, tensor, token_ids):
     import keras
 
     # phase: sequence -> state (after the last recurrent layer) -> logits (after Dense).
-    time_major, phase, lengths = False, "sequence", None
+    time_major, phase, lengths, valid = False, "sequence", None, None
     for index, layer in enumerate(layers):
         if isinstance(layer, keras.layers.Dropout) and phase != "logits":
             continue  # The identity at inference.
         if isinstance(layer, keras.layers.Embedding) and index == 0 and token_ids:
-            tensor, lengths = _emit_mask_source(builder, layer, tensor)
+            tensor, lengths, valid = _emit_mask_source(builder, layer, tensor)
         elif isinstance(layer, keras.layers.Masking) and not token_ids and phase == "sequence" and not time_major:
             if lengths is not None:
                 raise UnsupportedRecurrentModel(f"{layer.name!r} is a second Masking layer; the fused export takes one")
-            tensor, lengths = _emit_mask_source(builder, layer, tensor)
+            tensor, lengths, valid = _emit_mask_source(builder, layer, tensor)
         elif isinstance(layer, keras.layers.Rescaling) and phase != "logits":
             scale = np.asarray(layer.scale, dtype="float32")
             offset = np.asarray(layer.offset, dtype="float32")
             tensor = builder.node("Mul", [tensor, builder.constant("scale", scale)])
             tensor = builder.node("Add", [tensor, builder.constant("offset", offset)])
+        elif type(layer).__name__ == "SeriesStandardization" and phase == "sequence" and not time_major and not token_ids:
+            tensor = _emit_series_standardization(builder, layer, tensor, valid)
         elif _is_recurrent(layer) and phase == "sequence":
             if not time_major:
                 # ORT's CPU kernels take only layout=0 (time first).
@@ -199,7 +201,8 @@ def _emit_layers(builder, layers, tensor, token_ids):
         else:
             raise UnsupportedRecurrentModel(
                 f"{layer.name!r} ({type(layer).__name__}) is not supported here (after a {phase} output); the fused "
-                "export reads [Masking] [Rescaling] or Embedding, LSTM/GRU layers (the last returning its state), Dense logits"
+                "export reads [Masking] [Rescaling | SeriesStandardization] or Embedding, LSTM/GRU layers (the last returning "
+                "its state), Dense logits"
             )
     if phase != "logits":
         raise UnsupportedRecurrentModel(f"the model ends with a {phase} output; the fused export needs a final Dense (logits)")
@@ -207,14 +210,15 @@ def _emit_layers(builder, layers, tensor, token_ids):
 
 
 def _emit_mask_source(builder, layer, tensor):
-    """A Masking or Embedding layer: its output and `sequence_lens` (last valid step + 1, int32 [batch])."""
+    """A Masking or Embedding layer: its output, `sequence_lens` (last valid step + 1, int32 [batch]) and the
+    valid steps (int32 [batch, time]; None for an Embedding without `mask_zero`)."""
     import onnx
 
     if hasattr(layer, "embeddings"):  # Embedding: ids [batch, tokens] -> vectors; id 0 is padding.
         ids = tensor
         output = builder.node("Gather", [builder.constant("embeddings", layer.embeddings.numpy().astype("float32")), ids])
         if not layer.mask_zero:
-            return output, None
+            return output, None, None
         padding = builder.node("Equal", [ids, builder.constant("padding_id", np.array(0, "int64"))])
         valid = builder.node("Cast", [builder.node("Not", [padding])], to=onnx.TensorProto.INT32)
     else:  # Masking: a step is padding when every feature equals mask_value.
@@ -226,7 +230,29 @@ def _emit_mask_source(builder, layer, tensor):
     one = builder.constant("one", np.array(1, "int32"))
     positions = builder.node("Range", [one, builder.node("Add", [steps, one]), one])
     lengths = builder.reduce_max(builder.node("Mul", [valid, positions]), axis=1)
-    return output, lengths
+    return output, lengths, valid
+
+
+def _emit_series_standardization(builder, layer, tensor, valid):
+    """`kerasdl.models.layers.SeriesStandardization`: each series z-normalized over its valid steps (the layer's ops)."""
+    import onnx
+
+    if valid is None:
+        raise UnsupportedRecurrentModel(f"{layer.name!r} (SeriesStandardization) needs a Masking layer before it in the fused export")
+    weights = builder.node("Unsqueeze", [builder.node("Cast", [valid], to=onnx.TensorProto.FLOAT), builder.constant("feature_axis", np.array([2], "int64"))])
+    time_axis = builder.constant("time_axis", np.array([1], "int64"))
+
+    def sum_over_time(value):
+        return builder.node("ReduceSum", [value, time_axis], keepdims=1)
+
+    count = builder.node("Max", [sum_over_time(weights), builder.constant("one", np.array(1.0, "float32"))])
+    mean = builder.node("Div", [sum_over_time(builder.node("Mul", [tensor, weights])), count])
+    centred = builder.node("Mul", [builder.node("Sub", [tensor, mean]), weights])
+    deviation = builder.node("Sqrt", [builder.node("Div", [sum_over_time(builder.node("Mul", [centred, centred])), count])])
+    # Where the deviation is below epsilon the series is only centred (divided by 1), as in the layer.
+    small = builder.node("Less", [deviation, builder.constant("epsilon", np.array(layer.epsilon, "float32"))])
+    divisor = builder.node("Where", [small, builder.constant("one", np.array(1.0, "float32")), deviation])
+    return builder.node("Div", [centred, divisor])
 
 
 def _is_recurrent(layer):

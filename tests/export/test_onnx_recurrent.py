@@ -95,6 +95,27 @@ def test_numeric_model_matches_keras_on_end_padded_batches(cell, bidirectional, 
     _assert_parity(model, proto, "sequences", [series, series[TIME_STEPS - 3 : TIME_STEPS - 2], series[TIME_STEPS : TIME_STEPS + 1]])
 
 
+@pytest.mark.parametrize("features", [1, FEATURES])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_per_series_normalization_matches_keras_on_end_padded_batches(cell, features):
+    """`normalization="series"` (the default for one feature): z-normalized over each row's valid steps only."""
+    from export.onnx_recurrent import fused_recurrent_onnx
+    from kerasdl.models.recurrent import sequence_classifier
+
+    model = _randomized(sequence_classifier(cell, (None, features), CLASSES, hidden_size=6, normalization="series"))
+    series = _end_padded_series(_lengths(32, TIME_STEPS), features=features) * 7.0 + 3.0
+    series[series == 3.0] = 0.0  # padding stays padding
+    # A constant row: only centred, as the layer does below its epsilon.
+    series[-1, :5] = 2.5
+    series[-1, 5:] = 0.0
+
+    proto = fused_recurrent_onnx(model)
+
+    assert "series_normalization" in [layer.name for layer in model.layers]
+    assert _fused_ops(proto) == [cell.upper()]
+    _assert_parity(model, proto, "sequences", [series, series[2:3], series[-1:]])
+
+
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["forward", "bidirectional"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
