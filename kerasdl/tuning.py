@@ -257,6 +257,9 @@ def trial_config(config, values):
     0.3
     """
     trial = copy.deepcopy(config)
+    # Trials are judged on the validation split alone: the classical baseline would report a
+    # test accuracy in every trial (and cost its fit each time). best.yaml turns it back on.
+    trial.report.baseline = False
     for key, value in values.items():
         if key == "tuner/epochs":
             # Hyperband's allotment: the step minimum shrinks with the epochs, as one budget.
@@ -350,6 +353,7 @@ def _finish(config, tune_dir, state, log):
         return summary
     with open(os.path.join(best["run_dir"], "config.yaml")) as handle:
         best_config = yaml.safe_load(handle)
+    best_config.setdefault("report", {})["baseline"] = config.report.baseline  # off in the trials only
     best_yaml = os.path.join(tune_dir, BEST_FILE)
     header = (
         f"# The best of {len(records)} trials of `python -m training.tune {config.model_name}` by validation loss: trial {best['trial_id']},\n"

@@ -201,14 +201,15 @@ def test_the_regularization_grid_stops_after_its_peak(monkeypatch):
     import sklearn.linear_model
 
     scores = {0.1: 0.6, 1.0: 0.9, 10.0: 0.8, 100.0: 0.7, 1000.0: 0.95}
-    fitted = []
+    fitted, iteration_caps = [], []
 
     class Scripted:
         def __init__(self, **options):
             self.C = None
 
-        def set_params(self, C):
+        def set_params(self, C, max_iter):
             self.C = C
+            iteration_caps.append(max_iter)
 
         def fit(self, x, y):
             fitted.append(self.C)
@@ -225,3 +226,5 @@ def test_the_regularization_grid_stops_after_its_peak(monkeypatch):
     result = fit_baseline("features", x, np.zeros(20), x, np.zeros(20), validation=(validation, np.zeros(20)))
     # Two strengths in a row below the best (10 and 100): 1000 is never fitted.
     assert fitted == [0.1, 1.0, 10.0, 100.0] and result["C"] == 1.0 and result["validation_accuracy"] == 0.9
+    # The first, cold-started fit gets twice the iterations; the warm-started ones the cap.
+    assert iteration_caps == [2 * baseline.MAX_ITERATIONS] + [baseline.MAX_ITERATIONS] * 3

@@ -33,7 +33,7 @@ def test_standard_callbacks(tmp_path):
     kinds = {type(callback).__name__: callback for callback in callbacks}
     assert set(kinds) == {"BackupAndRestore", "TerminateOnNaN", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "TensorBoard", "ReduceLROnPlateau"}
     assert kinds["EarlyStopping"].restore_best_weights and kinds["EarlyStopping"].patience == 3 and kinds["EarlyStopping"].monitor == "val_loss"
-    assert kinds["ModelCheckpoint"].save_best_only and kinds["ModelCheckpoint"].filepath.endswith("checkpoints/best.keras")
+    assert kinds["ModelCheckpoint"].save_best_only and kinds["ModelCheckpoint"].filepath.endswith("checkpoints/.pending-best-{epoch}.keras")  # best.keras once committed
     assert "LearningRateScheduler" in {type(callback).__name__ for callback in make_callbacks(str(tmp_path), lr_schedule="step")}
 
 

@@ -292,9 +292,11 @@ def test_int8_static_qdq_on_cnn_uses_calibration_data(cnn_export):
     assert quantization["activation_type"] == "uint8" and quantization["weight_type"] == "int8"  # U8S8
     model = onnx.load(str(cnn_export.version_dir / "model.int8.onnx"))
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
-    # The softmax and the input normalization (element-wise work on raw pixels) stay float.
+    # The softmax, the input normalization (element-wise work on raw pixels) and the resize of any
+    # image size to the model's (with the shape arithmetic feeding it) stay float.
     kinds = {node.name: node.op_type for node in model.graph.node}
-    assert sorted(kinds[name] for name in quantization["float_nodes"] if name in kinds) == ["Add", "Mul", "Softmax", "Transpose"]
+    float_kinds = sorted(kinds[name] for name in quantization["float_nodes"] if name in kinds)
+    assert float_kinds == ["Add", "Concat", "Gather", "Mul", "Resize", "Shape", "Slice", "Softmax", "Transpose"]
     # ONNX Runtime runs both convolutions and both Dense layers as integer kernels.
     fused = quantization["fused_int8_ops"]
     assert fused["QLinearConv"] == 1 and fused["QGemm"] == 2 and "QLinearMul" not in fused and "QLinearAdd" not in fused

@@ -104,7 +104,7 @@ def test_a_kill_after_the_last_epoch_does_not_train_again(monkeypatch, tmp_path,
     def interrupted(*arguments, **options):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(outputs, "save_examples", interrupted)  # model.keras is written; the rest is not.
+    monkeypatch.setattr(outputs, "save_run_examples", interrupted)  # model.keras is written; the rest is not.
     assert main(arguments) == 130
     run_dir = run_dir_of(tmp_path)
     capsys.readouterr()

@@ -148,4 +148,6 @@ def test_cnn_trains_on_cifar10_jpeg_folder(shared_data, tmp_path):
     assert sorted(metrics["per_class"]) == classes and len(classes) == 10
     from kerasdl.artifact import load_metadata
 
-    assert load_metadata(run_dir / "model.keras")["input"]["shape"] == [32, 32, 3]
+    # Images of any size in, resized inside the model to the folder's 32x32 (docs/CONTRACTS.md).
+    model_input = load_metadata(run_dir / "model.keras")["input"]
+    assert model_input["shape"] == [None, None, 3] and model_input["image_size"] == [32, 32]

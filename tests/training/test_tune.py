@@ -103,7 +103,8 @@ def test_interrupted_search_resumes_and_its_best_yaml_reproduces_the_best_trial(
         assert trial["val_loss"] == pytest.approx(best_validation(run_dir))
     best = summary["best"]
     assert best["val_loss"] == min(trial["val_loss"] for trial in summary["trials"])
-    # The test split is reported once, for the best trial only.
+    # The test split is reported once, for the best trial only (no trial fits the classical baseline).
+    assert "classical baseline" not in result.stdout
     assert result.stdout.count("test accuracy") == 1 and summary["test_accuracy"] == json.loads((Path(best["run_dir"]) / "metrics.json").read_text())["test_accuracy"]
 
     # The best YAML trains the best trial again: the same validation loss (same seed, deterministic kernels).
