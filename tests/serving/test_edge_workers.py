@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def test_two_workers_share_the_ports_metrics_and_reloads(built_exports, tmp_path
         from serving.edge.workers import threads_per_worker
 
         for pid in started["pids"]:
-            command = open(f"/proc/{pid}/cmdline").read().split("\0")
+            command = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
             assert command[command.index("--threads") + 1] == str(threads_per_worker(2)) == str(max(1, os.cpu_count() // 2))
         images = np.random.default_rng(3).uniform(0, 255, (24, 32, 32, 3)).astype(np.float32)
         expected = onnx_reference("cnn", 1, {"images": images}, base=base)
