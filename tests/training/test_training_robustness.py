@@ -233,28 +233,13 @@ class LockReader(keras.callbacks.Callback):
 
 @pytest.fixture
 def two_phase_model():
-    """A tiny registered model with a fine-tuning hook: the two-phase path of ResNet50 at MLP cost."""
+    """A tiny registered model with a fine-tuning hook: the two-phase path of ResNet50 at MLP cost (the fault harness's)."""
+    from benchmarks.fault_child import register_two_phase_model
     from kerasdl.models import registry
 
-    def tiny(input_shape, num_classes, width=16):
-        inputs = keras.Input(input_shape, name="features")
-        hidden = keras.layers.Dense(width, activation="relu", name="base")(inputs)
-        return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(hidden), name="tiny_two_phase")
-
-    def set_trainable_blocks(model, num_blocks):
-        if not 0 <= num_blocks <= 1:
-            raise ValueError(f"num_blocks must be between 0 and 1, got {num_blocks}")
-        model.get_layer("base").trainable = bool(num_blocks)
-        return ["base"][:num_blocks]
-
-    def build(facts, **options):
-        model = registry.call_builder(tiny, options, input_shape=facts.input_shape, num_classes=facts.num_classes)
-        set_trainable_blocks(model, 0)
-        return model
-
-    registry.register_model("tiny_two_phase", modalities=("features",), builders=(tiny,), set_trainable_blocks=set_trainable_blocks)(build)
-    yield "tiny_two_phase"
-    registry._ENTRIES.pop("tiny_two_phase")
+    name = register_two_phase_model()
+    yield name
+    registry._ENTRIES.pop(name)
 
 
 def test_killed_in_phase_two_resumes_inside_phase_two(two_phase_model, monkeypatch, tmp_path, capsys):
