@@ -117,7 +117,10 @@ def findings_and_metrics(run, metrics, history):
             optimizer_steps=run.steps * epochs, stopped_early=epochs < planned,
             ngram_model=run.entry.text is not None and run.entry.text.tokenizer == "ngram_counts" and run.splits.modality == "text",
         )
-        run.log(comparison["line"] + ("" if comparison["verdict"] == "better" else f": {comparison['statement']}"))
+        # The comparison's line ends the command's output (training.run); what to try when the
+        # model does not win is said here, once.
+        if comparison["verdict"] != "better":
+            run.log(comparison["statement"])
     keys = report.baseline_metrics(baseline, comparison, text_stats)
     if run.gradient_loggers:
         seconds = sum(logger.seconds for logger in run.gradient_loggers)

@@ -28,6 +28,7 @@ def test_a_default_run_compares_with_the_baseline_and_logs_gradients(tmp_path, c
     # Its cost, measured in the run: the baseline's share of the wall time.
     assert 0 < baseline["share_of_run"] < 1 and baseline["total_seconds"] > baseline["seconds"]
     assert f"against the classical baseline: {line}" in out and "classical baseline: logistic regression" in out
+    assert out.count(line) == 1  # said once, at the end
     report = (run_dir / "report.md").read_text()
     assert f"- Against a classical baseline: {line}" in report and "## Against a classical baseline" in report
     # Gradients: before training, the first epoch, and the last; every 5th epoch in between (23 steps an epoch).
