@@ -45,6 +45,8 @@ STARTUP_NOISE = (
     # TF 2.21's tf.data graph rewrite reads back its own ParallelMap node; the message itself
     # says the unknown attribute is ignored, and the pipeline runs as built.
     r"^E\d{4} [\d:. ]+\d+ node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool ",
+    # The LiteRT interpreter announces the CPU delegate it always uses (export's LiteRT check).
+    r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$",
 )
 # The line that follows cpu_feature_guard's.
 CONTINUATION = r"^To enable the following instructions"

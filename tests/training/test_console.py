@@ -15,11 +15,13 @@ NOISE = [
     "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.",
     "E0000 00:00:1795947449.049931   17366 util.cc:131] oneDNN supports DT_BOOL only on platforms with AVX-512. Falling back to the default Eigen-based implementation if present.",
     "E0000 00:00:1795943634.757357   28232 node_def_util.cc:682] NodeDef mentions attribute use_unbounded_threadpool which is not in the op definition: Op<name=MapDataset>",
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
 ]
 REAL = [
     "E0000 00:00:1795943634.757357   28232 some_kernel.cc:12] a real TensorFlow error",
     "To enable the following instructions: this line follows no start-up notice, so it stays",
     "error: a kerasdl error line",
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU. and more: not the notice itself",
 ]
 
 
