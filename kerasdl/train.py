@@ -208,12 +208,15 @@ def compile_model(run, optimizer):
     """Compiles the training model with `optimizer` (phase 2 compiles again with its own)."""
     import keras
 
+    jit_compile = run.config.train.jit_compile
+    if jit_compile is False and keras.backend.backend() == "jax":
+        run.log("train.jit_compile=false runs the JAX backend op by op, many times slower; leave it unset to compile")
     run.train_model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         steps_per_execution=run.steps_per_execution,
-        jit_compile=run.config.train.jit_compile,
+        jit_compile="auto" if jit_compile is None else jit_compile,
     )
 
 
