@@ -221,7 +221,11 @@ def compile_model(run, optimizer):
 
 
 def make_pipelines(run):
-    """tf.data pipelines; the test split stays raw, since evaluation runs the saved (string-taking) model."""
+    """tf.data pipelines; a text model's splits are all tokenized in the pipeline, the test split too.
+
+    The evaluation runs the token-id part (`kerasdl.outputs.evaluate`): it shares every weight
+    and the tokenizer with the saved string model, and a model taking strings cannot run on JAX.
+    """
     from kerasdl import distribute
     from kerasdl.data.augment import make_augmenter
 
@@ -242,7 +246,7 @@ def make_pipelines(run):
     validation = make_pipeline(splits.validation, run.global_batch, training=False, tokenizer=run.tokenizer, **common)
     if run.multi_worker:
         train, validation = distribute.shard_by_data(train), distribute.shard_by_data(validation)
-    run.data = {"train": train, "validation": validation, "test": make_pipeline(splits.test, run.global_batch, training=False, **common)}
+    run.data = {"train": train, "validation": validation, "test": make_pipeline(splits.test, run.global_batch, training=False, tokenizer=run.tokenizer, **common)}
 
 
 def open_run_dir(run, workdir, fresh):
