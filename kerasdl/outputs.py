@@ -47,7 +47,7 @@ def evaluate(run, started):
         wall_time_s=time.time() - started, fit_time_s=run.fit_seconds,
         examples_per_s=run.examples_trained / run.fit_seconds if run.fit_seconds else 0.0,
         epochs=sum(phase["epochs"] for phase in run.phases),
-        train_examples=run.splits.train.size, test_examples=int(len(labels)),
+        train_examples=run.splits.train.size, test_examples=int(len(labels)), backend=run.backend,
     )
     return metrics
 

@@ -1,7 +1,7 @@
 """One training run: `train_and_evaluate(config, workdir)`, in short named steps.
 
-1. `start`: seeds, determinism and the distribution strategy (first: a multi-worker
-   strategy must exist before any other TensorFlow work);
+1. `start`: the Keras backend, seeds, determinism and the distribution strategy (first: a
+   multi-worker strategy must exist before any other TensorFlow work);
 2. `load_splits`: the data, then the model's per-modality defaults;
 3. `data_facts`: what the builder needs, the global batch, the learning rate, the steps;
    then the classical baseline to beat (`kerasdl.quality`, `report.baseline`);
@@ -40,6 +40,7 @@ class Run:
     entry: object
     log: object
     fingerprint: str
+    backend: str = None
     strategy: object = None
     cluster: object = None
     splits: object = None
@@ -135,20 +136,32 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print, callbacks=(
 
 
 def start(run):
-    """Seeds everything, makes kernels deterministic and creates the strategy."""
+    """Selects the Keras backend, seeds everything, makes kernels deterministic and creates the strategy."""
+    from kerasdl.backend import select_backend
+
+    train = run.config.train
+    # training.run selects the backend before Keras is imported; a caller that imported Keras
+    # itself gets it checked here (auto keeps it, an explicit other backend is an error).
+    backend = select_backend(train.backend, run.config.model_name, strategy=train.strategy, profile=train.profile)
+    run.backend = backend.name
+    run.log(f"backend: {backend.name} ({backend.reason})")
     import keras
     import tensorflow as tf
 
     from kerasdl import distribute
 
-    keras.utils.set_random_seed(run.config.train.seed)
-    # Deterministic kernels make a seeded run repeat its metrics on the same machine.
+    keras.utils.set_random_seed(train.seed)
+    # Deterministic kernels make a seeded run repeat its metrics on the same machine (TensorFlow
+    # ops, tf.data's included; JAX on a CPU repeats a seeded run by itself).
     tf.config.experimental.enable_op_determinism()
     # Whole tracebacks: a bug report needs Keras' frames, and the command line tells kerasdl's
     # own checks from errors raised inside Keras by where they were raised (kerasdl.console).
     keras.config.disable_traceback_filtering()
     tf.debugging.disable_traceback_filtering()
-    run.strategy, run.cluster = distribute.make_strategy(run.config.train.strategy, timeout_seconds=run.config.train.strategy_timeout_seconds)
+    # tf.distribute strategies hold TensorFlow variables; a JAX run trains on one device
+    # (select_backend keeps mirrored and multi-worker runs on TensorFlow).
+    strategy = train.strategy if backend.name == "tensorflow" else "default"
+    run.strategy, run.cluster = distribute.make_strategy(strategy, timeout_seconds=train.strategy_timeout_seconds)
 
 
 def load_splits(run):
