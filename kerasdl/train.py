@@ -137,12 +137,12 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print, callbacks=(
 
 def start(run):
     """Selects the Keras backend, seeds everything, makes kernels deterministic and creates the strategy."""
-    from kerasdl.backend import select_backend
+    from kerasdl.backend import select_backend_for
 
     train = run.config.train
     # training.run selects the backend before Keras is imported; a caller that imported Keras
     # itself gets it checked here (auto keeps it, an explicit other backend is an error).
-    backend = select_backend(train.backend, run.config.model_name, strategy=train.strategy, profile=train.profile)
+    backend = select_backend_for(run.config)
     run.backend = backend.name
     run.log(f"backend: {backend.name} ({backend.reason})")
     import keras
@@ -224,11 +224,29 @@ def compile_model(run, optimizer):
     jit_compile = run.config.train.jit_compile
     if jit_compile is False and keras.backend.backend() == "jax":
         run.log("train.jit_compile=false runs the JAX backend op by op, many times slower; leave it unset to compile")
-    run.train_model.compile(
+    compile_for_training(run.train_model, optimizer, run.steps_per_execution, jit_compile)
+
+
+def compile_for_training(model, optimizer, steps_per_execution, jit_compile):
+    """Compiles `model` as every kerasdl fit trains: logits, sparse labels, accuracy.
+
+    Args:
+        model: the model that trains (a text model's token-id part).
+        optimizer: a Keras optimizer (`kerasdl.optim.make_optimizer`).
+        steps_per_execution: training steps per compiled call.
+        jit_compile: `train.jit_compile`; None is Keras' "auto" (XLA on JAX, which runs
+            op by op without it; off on TensorFlow on a CPU).
+
+    Example:
+    >>> compile_for_training(model, optimizer, steps_per_execution=16, jit_compile=None)
+    """
+    import keras
+
+    model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
-        steps_per_execution=run.steps_per_execution,
+        steps_per_execution=steps_per_execution,
         jit_compile="auto" if jit_compile is None else jit_compile,
     )
 
