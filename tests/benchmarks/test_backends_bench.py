@@ -31,3 +31,18 @@ def test_toy_run_measures_the_mlp_on_both_backends(shared_data, monkeypatch):
     assert set(targets) == {"backend_mlp_registry_is_fastest", "backend_mlp_jax_accuracy"}
     assert targets["backend_mlp_registry_is_fastest"]["value"] > 0
     assert abs(targets["backend_mlp_jax_accuracy"]["value"] - (accuracy["value"] - accuracy["baseline"])) < 1e-3
+
+
+def test_json_file_holds_the_environment_and_the_result(tmp_path, monkeypatch):
+    # --json wrote nothing before: it called a benchmarks.common.environment that does not exist.
+    import json
+
+    outcome = common.result("backends", 0.0, [], [], ["a note"])
+    monkeypatch.setattr(backends, "run", lambda quick, cases=None: outcome)
+    path = tmp_path / "backends.json"
+
+    assert backends.main(["--quick", "--cases", "mlp", "--json", str(path)]) == 0
+
+    written = json.loads(path.read_text())
+    assert written["result"]["name"] == "backends" and written["result"]["notes"] == ["a note"]
+    assert {"versions", "code_version"} <= set(written["environment"])
