@@ -293,6 +293,11 @@ NGRAM_TEXT = TextSupport(
     modality_builders={"features": (mlp,), "image": (mlp,), "text": (ngram_mlp, build_ngram_vocabulary)},
     text=NGRAM_TEXT,
     tolerances={"onnx": 1e-5},
+    # JAX (XLA) trains it faster: benchmarks/backends.py --quick (MNIST 784 features, 2,700
+    # examples, batch 64, spe=16, shared 2-core CPU): 68.7k examples/s against 48.6k on
+    # TensorFlow (best steady epoch), CPU 0.0135 against 0.019 ms/example; test accuracy
+    # 0.896 against 0.900. JAX's first epoch compiles (3.2 s against 0.7 s).
+    backend="jax",
     search_space=SEARCH_SPACE,
 )
 def build_from_data(facts, **options):

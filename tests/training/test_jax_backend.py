@@ -20,9 +20,10 @@ def only_run_dir(output, model):
 
 
 def test_mlp_trains_on_jax_with_every_callback(cli, tmp_path):
-    result = cli("training.run", "mlp", "--backend", "jax", "--epochs", "3", "--output", str(tmp_path), *QUIET)
+    # train.backend=auto (the default) takes the mlp registry entry's backend, JAX.
+    result = cli("training.run", "mlp", "--epochs", "3", "--output", str(tmp_path), *QUIET)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "backend: jax (train.backend=jax)" in result.stdout
+    assert "backend: jax (the registry entry of mlp says jax)" in result.stdout
     run_dir = only_run_dir(tmp_path, "mlp")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backend"] == "jax" and metrics["epochs"] == 3 and metrics["test_accuracy"] > 0.5
