@@ -21,6 +21,7 @@ import dataclasses
 import os
 import shutil
 import time
+import warnings
 
 import numpy as np
 import yaml
@@ -145,6 +146,10 @@ def start(run):
     backend = select_backend_for(run.config)
     run.backend = backend.name
     run.log(f"backend: {backend.name} ({backend.reason})")
+    if backend.name == "jax":
+        # Token ids are int64 in the pipeline (the contract's dtype); JAX, with x64 off, keeps them
+        # as int32 and warns in every text run. Vocabularies are far below 2**31: nothing is lost.
+        warnings.filterwarnings("ignore", message="Explicitly requested dtype int64", category=UserWarning)
     import keras
     import tensorflow as tf
 

@@ -58,6 +58,8 @@ def test_text_lstm_trained_on_jax_exports_and_verifies_under_tensorflow(cli, sha
     run_dir = only_run_dir(tmp_path / "runs", "lstm")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backend"] == "jax"
+    # JAX's int64-to-int32 warning on the token ids is expected and hidden (kerasdl.train.start).
+    assert "int64" not in result.stderr, result.stderr[-3000:]
 
     # The saved string model, loaded here under TensorFlow, gives the test predictions the
     # JAX process measured (it evaluated the token-id part on pipeline-tokenized texts).
