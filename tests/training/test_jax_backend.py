@@ -147,3 +147,38 @@ def test_cross_validated_epoch_choice_trains_compiled_on_jax(shared_data, repo_r
     assert choice["folds"] == 2 and 1 <= choice["epochs"] <= 2
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backend"] == "jax" and metrics["test_examples"] == 150
+
+
+def test_killed_jax_run_resumes_from_its_last_epoch(tmp_path, repo_root):
+    # BackupAndRestore on JAX: kill -9 after an epoch is backed up, the same command resumes there.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [
+        sys.executable, "-m", "training.run", "mlp", "--epochs", "6", "--set", "train.min_steps=3000",
+        "--output", str(tmp_path), "--set", "train.verbose=2", "--set", "report.baseline=false",
+    ]
+    process = subprocess.Popen(command, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, metadata = time.time() + 300, None
+    while time.time() < deadline and process.poll() is None:
+        found = list(tmp_path.glob("mlp/*/backup/training_metadata.json"))
+        if found and json.loads(found[0].read_text()).get("epoch", 0) >= 2:
+            metadata = found[0]
+            break
+        time.sleep(0.1)
+    assert metadata is not None, "no epoch was backed up before the deadline"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved_epoch = json.loads(metadata.read_text())["epoch"]
+    assert saved_epoch < 6
+
+    result = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path, "mlp")
+    assert "backend: jax" in result.stdout and f"resuming {run_dir} from epoch {saved_epoch}" in result.stdout
+    assert f"Epoch {saved_epoch + 1}/6" in result.stdout and "Epoch 1/6" not in result.stdout
+    with open(run_dir / "history.csv") as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(6))
+    assert json.loads((run_dir / "metrics.json").read_text())["backend"] == "jax" and not (run_dir / "backup").exists()
