@@ -1,7 +1,12 @@
 """`python -m training.run` on the JAX backend, and the export of a JAX-trained model under TensorFlow.
 
+What runs on JAX here: the mlp by `train.backend=auto` with every callback, the
+baseline, the gradient log and the held-out files; a text LSTM whose SavedModel
+export verifies under TensorFlow; the cross-validated epoch choice; a kill -9 and
+resume. TensorFlow runs are in tests/training/test_training_run.py (cnn by `auto`).
+
 Keras fixes its backend when first imported, and this test process holds Keras on
-TensorFlow, so every JAX run is a subprocess.
+TensorFlow (tests/conftest.py), so every JAX run is a subprocess.
 """
 
 import csv
