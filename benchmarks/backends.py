@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from benchmarks import common
+from benchmarks import common, provenance
 
 BACKENDS = ("tensorflow", "jax")
 STEPS_PER_EXECUTION = (1, 16)
@@ -377,7 +377,7 @@ def main(argv=None):
     print(f"load average now: {' '.join(f'{value:.2f}' for value in os.getloadavg())}; {outcome['seconds']} s")
     if arguments.json:
         with open(arguments.json, "w") as handle:
-            json.dump({"environment": common.environment(), "result": outcome}, handle, indent=2, default=str)
+            json.dump({"environment": provenance.environment(), "result": outcome}, handle, indent=2, default=str)
     return 0
 
 

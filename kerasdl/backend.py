@@ -157,6 +157,24 @@ def select_backend(requested="auto", model_name=None, strategy="auto", profile=F
     return choice
 
 
+def select_backend_for(config):
+    """`select_backend` for a resolved `kerasdl.config.Config` (its `train.backend`, model, strategy and profile).
+
+    Args:
+        config: a resolved `kerasdl.config.Config`.
+
+    Returns:
+        The `BackendChoice`.
+
+    Example:
+    >>> from kerasdl.config import resolve_config
+    >>> select_backend_for(resolve_config("mlp", flags={"backend": "jax"})).name
+    'jax'
+    """
+    train = config.train
+    return select_backend(train.backend, config.model_name, strategy=train.strategy, profile=train.profile)
+
+
 def loaded_backend():
     """Returns the backend of the Keras already imported in this process, or None when Keras is not imported.
 

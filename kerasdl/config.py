@@ -23,6 +23,7 @@ and checked is `kerasdl.config_rules`).
 import dataclasses
 import typing
 
+from kerasdl.backend import CHOICES as BACKEND_CHOICES
 from kerasdl.config_rules import ConfigError, Rule, check_value, coerce, validate_config
 from kerasdl.distribute.strategy import STRATEGY_NAMES
 
@@ -138,11 +139,16 @@ class TrainConfig:
     # an epoch, and the progress bar counts real steps. Epoch-level callbacks are unaffected.
     # Multi-worker runs use 1 (the only value checked with the multi-worker fix).
     steps_per_execution: int = 16
-    # XLA ran the seed CNN at 0.61x plain Keras on this CPU, with a 2.6x longer first epoch
-    # (benchmarks/RESULTS.md), so it is off by default.
-    jit_compile: bool = False
+    # None is Keras' jit_compile="auto": XLA on the JAX backend, which without it runs op by op
+    # (the digits MLP: 61 ms a step against 13 ms compiled), and off on TensorFlow on a CPU, where
+    # XLA ran the seed CNN at 0.61x plain Keras with a 2.6x longer first epoch (benchmarks/RESULTS.md).
+    jit_compile: typing.Optional[bool] = None
     # "auto", "default", "mirrored" or "multi_worker" (see README, multi-worker training).
     strategy: str = "auto"
+    # The Keras backend: "auto" takes the model's registry entry (the faster backend for it,
+    # measured by benchmarks/backends.py), else "tensorflow" or "jax". tf.distribute strategies,
+    # and profiling on Python 3.11, need TensorFlow (kerasdl.backend).
+    backend: str = "auto"
     # Seconds a worker waits for its peers before failing with a clear message.
     strategy_timeout_seconds: int = 120
     # Write a TensorBoard profiler trace of a few steps (batches 5-10).
@@ -214,6 +220,7 @@ FLAGS = {
     "seed": ("train.seed", "the seed of splits, shuffling, augmentation and initialization"),
     "output": ("output", "where run directories go"),
     "strategy": ("train.strategy", "auto, default, mirrored or multi_worker"),
+    "backend": ("train.backend", "auto (the model's registry entry), tensorflow or jax"),
     "weights": ("model.weights", "imagenet, none, or a local .h5/.weights.h5 file"),
     "preset": ("model.preset", "a keras-hub preset name or a local preset directory"),
 }
@@ -495,6 +502,7 @@ RULES = {
     "train.seed": Rule(minimum=0, maximum=2**32 - 1),
     "train.steps_per_execution": Rule(minimum=1),
     "train.strategy": Rule(choices=STRATEGY_NAMES),
+    "train.backend": Rule(choices=BACKEND_CHOICES),
     "train.strategy_timeout_seconds": Rule(minimum=1),
     "train.verbose": Rule(choices=(0, 1, 2)),
     "finetune.blocks": Rule(minimum=0),

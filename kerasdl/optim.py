@@ -9,6 +9,7 @@ import math
 import keras
 
 from kerasdl.config import RULES, TrainConfig
+from kerasdl.schedules import WarmupCosineDecay
 
 OPTIMIZERS = RULES["train.optimizer"].choices
 LR_SCHEDULES = RULES["train.lr_schedule"].choices
@@ -52,7 +53,9 @@ def make_optimizer(
     elif lr_schedule == "cosine":
         decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
         if warmup_steps:
-            rate = keras.optimizers.schedules.CosineDecay(
+            # Keras' CosineDecay without its ops.cond, which JAX compiles again on every eager
+            # read of the rate (TensorBoard logs it each epoch).
+            rate = WarmupCosineDecay(
                 initial_learning_rate=learning_rate / 100, decay_steps=decay_steps,
                 warmup_target=learning_rate, warmup_steps=warmup_steps, alpha=0.01,
             )

@@ -1,6 +1,7 @@
 """The end of a run: the test evaluation, then everything the run directory keeps.
 
-`evaluate` runs the saved (string-taking) model over the raw test split; `write_artifacts`
+`evaluate` runs the trained model over the test split (a text model's token-id part, on the
+split tokenized in the pipeline, as in training: the string model cannot run on JAX); `write_artifacts`
 writes `model.keras` (with its metadata), the raw examples export needs (`kerasdl.heldout`),
 `metrics.json` (with the diagnosis and the baseline comparison of `kerasdl.quality`), the plots
 and `report.md`, then removes what only a resume needed and releases the lock.
@@ -26,16 +27,17 @@ VALIDATION_EXAMPLES = 10_000
 def evaluate(run, started):
     """Returns the test metrics: one pass over the test split for logits and labels.
 
-    Multi-worker runs call the model directly (local to each worker; Keras' multi-worker
-    predict is unpatched); otherwise `predict_on_batch`, so that keras-hub tasks apply their
-    string preprocessor. `epochs` counts every epoch of every phase, as `history.csv` does.
+    Batches are NumPy arrays: the JAX backend takes no tf.Tensor. Multi-worker runs call the
+    model directly (local to each worker; Keras' multi-worker predict is unpatched); otherwise
+    `predict_on_batch`, so that keras-hub tasks apply their string preprocessor. `epochs`
+    counts every epoch of every phase, as `history.csv` does.
     """
     import keras
 
     logits, labels = [], []
-    for x, y in run.data["test"]:
-        logits.append(np.asarray(run.model(x, training=False) if run.multi_worker else run.model.predict_on_batch(x)))
-        labels.append(np.asarray(y))
+    for x, y in run.data["test"].as_numpy_iterator():
+        logits.append(np.asarray(run.train_model(x, training=False) if run.multi_worker else run.train_model.predict_on_batch(x)))
+        labels.append(y)
     logits, labels = np.concatenate(logits), np.concatenate(labels)
     # The class of every test example, in the split's order: kept beside the raw held-out files.
     run.test_predictions = logits.argmax(axis=-1)
@@ -45,7 +47,7 @@ def evaluate(run, started):
         wall_time_s=time.time() - started, fit_time_s=run.fit_seconds,
         examples_per_s=run.examples_trained / run.fit_seconds if run.fit_seconds else 0.0,
         epochs=sum(phase["epochs"] for phase in run.phases),
-        train_examples=run.splits.train.size, test_examples=int(len(labels)),
+        train_examples=run.splits.train.size, test_examples=int(len(labels)), backend=run.backend,
     )
     return metrics
 

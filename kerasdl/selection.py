@@ -105,7 +105,7 @@ def cross_validate(run, pool_x, pool_y):
     from sklearn.model_selection import StratifiedKFold
 
     from kerasdl import optim
-    from kerasdl.train import _build_model
+    from kerasdl.train import _build_model, compile_for_training
 
     hide_retracing_warnings()
     config = run.config
@@ -127,12 +127,12 @@ def cross_validate(run, pool_x, pool_y):
         with run.strategy.scope():
             model = _build_model(run)
             trained = model if run.tokenizer is None else run.entry.text.pipeline_split(model)[0]
-            trained.compile(
-                optimizer=optim.make_optimizer(
+            compile_for_training(
+                trained,
+                optim.make_optimizer(
                     train.optimizer, run.learning_rate, train.weight_decay, train.clipnorm, train.lr_schedule, train.warmup_epochs, train.epochs, steps,
                 ),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
-                steps_per_execution=optim.steps_per_execution(train.steps_per_execution, steps), jit_compile=train.jit_compile,
+                optim.steps_per_execution(train.steps_per_execution, steps), train.jit_compile,
             )
         members.append((trained, _pipeline(run, fold_train, passes, training=True), _pipeline(run, fold_validation, 1, training=False)))
     losses, accuracies, curve = [[] for _ in members], [[] for _ in members], []

@@ -1,7 +1,7 @@
 """One training run: `train_and_evaluate(config, workdir)`, in short named steps.
 
-1. `start`: seeds, determinism and the distribution strategy (first: a multi-worker
-   strategy must exist before any other TensorFlow work);
+1. `start`: the Keras backend, seeds, determinism and the distribution strategy (first: a
+   multi-worker strategy must exist before any other TensorFlow work);
 2. `load_splits`: the data, then the model's per-modality defaults;
 3. `data_facts`: what the builder needs, the global batch, the learning rate, the steps;
    then the classical baseline to beat (`kerasdl.quality`, `report.baseline`);
@@ -21,6 +21,7 @@ import dataclasses
 import os
 import shutil
 import time
+import warnings
 
 import numpy as np
 import yaml
@@ -40,6 +41,7 @@ class Run:
     entry: object
     log: object
     fingerprint: str
+    backend: str = None
     strategy: object = None
     cluster: object = None
     splits: object = None
@@ -135,20 +137,36 @@ def train_and_evaluate(config, workdir=None, fresh=False, log=print, callbacks=(
 
 
 def start(run):
-    """Seeds everything, makes kernels deterministic and creates the strategy."""
+    """Selects the Keras backend, seeds everything, makes kernels deterministic and creates the strategy."""
+    from kerasdl.backend import select_backend_for
+
+    train = run.config.train
+    # training.run selects the backend before Keras is imported; a caller that imported Keras
+    # itself gets it checked here (auto keeps it, an explicit other backend is an error).
+    backend = select_backend_for(run.config)
+    run.backend = backend.name
+    run.log(f"backend: {backend.name} ({backend.reason})")
+    if backend.name == "jax":
+        # Token ids are int64 in the pipeline (the contract's dtype); JAX, with x64 off, keeps them
+        # as int32 and warns in every text run. Vocabularies are far below 2**31: nothing is lost.
+        warnings.filterwarnings("ignore", message="Explicitly requested dtype int64", category=UserWarning)
     import keras
     import tensorflow as tf
 
     from kerasdl import distribute
 
-    keras.utils.set_random_seed(run.config.train.seed)
-    # Deterministic kernels make a seeded run repeat its metrics on the same machine.
+    keras.utils.set_random_seed(train.seed)
+    # Deterministic kernels make a seeded run repeat its metrics on the same machine (TensorFlow
+    # ops, tf.data's included; JAX on a CPU repeats a seeded run by itself).
     tf.config.experimental.enable_op_determinism()
     # Whole tracebacks: a bug report needs Keras' frames, and the command line tells kerasdl's
     # own checks from errors raised inside Keras by where they were raised (kerasdl.console).
     keras.config.disable_traceback_filtering()
     tf.debugging.disable_traceback_filtering()
-    run.strategy, run.cluster = distribute.make_strategy(run.config.train.strategy, timeout_seconds=run.config.train.strategy_timeout_seconds)
+    # tf.distribute strategies hold TensorFlow variables; a JAX run trains on one device
+    # (select_backend keeps mirrored and multi-worker runs on TensorFlow).
+    strategy = train.strategy if backend.name == "tensorflow" else "default"
+    run.strategy, run.cluster = distribute.make_strategy(strategy, timeout_seconds=train.strategy_timeout_seconds)
 
 
 def load_splits(run):
@@ -208,17 +226,42 @@ def compile_model(run, optimizer):
     """Compiles the training model with `optimizer` (phase 2 compiles again with its own)."""
     import keras
 
-    run.train_model.compile(
+    jit_compile = run.config.train.jit_compile
+    if jit_compile is False and keras.backend.backend() == "jax":
+        run.log("train.jit_compile=false runs the JAX backend op by op, many times slower; leave it unset to compile")
+    compile_for_training(run.train_model, optimizer, run.steps_per_execution, jit_compile)
+
+
+def compile_for_training(model, optimizer, steps_per_execution, jit_compile):
+    """Compiles `model` as every kerasdl fit trains: logits, sparse labels, accuracy.
+
+    Args:
+        model: the model that trains (a text model's token-id part).
+        optimizer: a Keras optimizer (`kerasdl.optim.make_optimizer`).
+        steps_per_execution: training steps per compiled call.
+        jit_compile: `train.jit_compile`; None is Keras' "auto" (XLA on JAX, which runs
+            op by op without it; off on TensorFlow on a CPU).
+
+    Example:
+    >>> compile_for_training(model, optimizer, steps_per_execution=16, jit_compile=None)
+    """
+    import keras
+
+    model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
-        steps_per_execution=run.steps_per_execution,
-        jit_compile=run.config.train.jit_compile,
+        steps_per_execution=steps_per_execution,
+        jit_compile="auto" if jit_compile is None else jit_compile,
     )
 
 
 def make_pipelines(run):
-    """tf.data pipelines; the test split stays raw, since evaluation runs the saved (string-taking) model."""
+    """tf.data pipelines; a text model's splits are all tokenized in the pipeline, the test split too.
+
+    The evaluation runs the token-id part (`kerasdl.outputs.evaluate`): it shares every weight
+    and the tokenizer with the saved string model, and a model taking strings cannot run on JAX.
+    """
     from kerasdl import distribute
     from kerasdl.data.augment import make_augmenter
 
@@ -239,7 +282,7 @@ def make_pipelines(run):
     validation = make_pipeline(splits.validation, run.global_batch, training=False, tokenizer=run.tokenizer, **common)
     if run.multi_worker:
         train, validation = distribute.shard_by_data(train), distribute.shard_by_data(validation)
-    run.data = {"train": train, "validation": validation, "test": make_pipeline(splits.test, run.global_batch, training=False, **common)}
+    run.data = {"train": train, "validation": validation, "test": make_pipeline(splits.test, run.global_batch, training=False, tokenizer=run.tokenizer, **common)}
 
 
 def open_run_dir(run, workdir, fresh):

@@ -10,6 +10,12 @@ import pytest
 # Quiet TensorFlow and keep every test on the CPU, in this process and in subprocesses.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# This process trains on TensorFlow whatever a model's registry backend: training.run's
+# select_backend would otherwise fix the backend of the whole test process at the first
+# in-process run (Keras chooses once, at import). train.backend=auto keeps an imported
+# backend; JAX runs are subprocesses (tests/training/test_jax_backend.py).
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import keras  # noqa: E402,F401  (after the environment above)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

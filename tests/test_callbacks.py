@@ -4,6 +4,7 @@ import pytest
 
 from kerasdl.callbacks import make_callbacks
 from kerasdl.optim import WarmupLinearDecay, make_optimizer, step_decay
+from kerasdl.schedules import WarmupCosineDecay
 
 
 def test_warmup_linear_decay_rises_then_falls_to_zero():
@@ -19,13 +20,22 @@ def test_step_decay_is_the_seed_steplr():
     assert [schedule(epoch) for epoch in (0, 6, 7, 14)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
 
 
-@pytest.mark.parametrize("schedule, kind", [("cosine", keras.optimizers.schedules.CosineDecay), ("linear", WarmupLinearDecay)])
+@pytest.mark.parametrize("schedule, kind", [("cosine", WarmupCosineDecay), ("linear", WarmupLinearDecay)])
 def test_optimizer_carries_the_schedule_and_clipping(schedule, kind):
     optimizer = make_optimizer("adamw", 1e-3, weight_decay=0.01, clipnorm=1.0, lr_schedule=schedule, epochs=4, steps_per_epoch=10)
     assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.clipnorm == 1.0 and optimizer.weight_decay == 0.01
     assert isinstance(optimizer._learning_rate, kind)
     with pytest.raises(ValueError, match="train.lr_schedule must be cosine, linear, step, plateau or constant"):
         make_optimizer("adam", 1e-3, lr_schedule="exponential")
+
+
+def test_the_cosine_warmup_rate_is_keras_cosine_decay_without_cond():
+    optimizer = make_optimizer("adamw", 1e-3, lr_schedule="cosine", warmup_epochs=1, epochs=4, steps_per_epoch=10)
+    keras_schedule = keras.optimizers.schedules.CosineDecay(1e-5, decay_steps=30, warmup_target=1e-3, warmup_steps=10, alpha=0.01)
+    steps = (0, 5, 10, 25, 40, 60)
+    np.testing.assert_allclose([float(optimizer._learning_rate(step)) for step in steps], [float(keras_schedule(step)) for step in steps], rtol=1e-6)
+    without_warmup = make_optimizer("adamw", 1e-3, lr_schedule="cosine", warmup_epochs=0, epochs=4, steps_per_epoch=10)
+    assert float(without_warmup._learning_rate(0)) == pytest.approx(1e-3)
 
 
 def test_standard_callbacks(tmp_path):

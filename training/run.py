@@ -68,6 +68,10 @@ def _train(arguments):
 
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
+    from kerasdl.backend import select_backend_for
+
+    # Before anything imports Keras (importing TensorFlow does too): Keras fixes its backend then.
+    select_backend_for(config)
     from kerasdl.train import train_and_evaluate
 
     summary = train_and_evaluate(config, fresh=arguments.fresh)

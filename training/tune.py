@@ -48,6 +48,10 @@ def main(argv=None):
 def _tune(arguments):
     started = time.time()  # --max-minutes counts loading TensorFlow and the data too.
     config = config_from_arguments(arguments, skip=SKIPPED_FLAGS)
+    from kerasdl.backend import select_backend_for
+
+    # Before kerasdl.tuning imports KerasTuner (and so Keras): every trial trains in this process.
+    select_backend_for(config)
     from kerasdl.tuning import search
 
     summary = search(config, arguments.max_trials, arguments.max_minutes, arguments.search_strategy, arguments.tune_dir, started=started)

@@ -2,7 +2,9 @@
 
 The layers run on whole batches inside `Dataset.map` (vectorized, after `batch`) and on
 the training split only. They are never part of the model, so nothing random reaches
-an exported graph.
+an exported graph. They are held by a `keras.layers.Pipeline`, not a `keras.Sequential`:
+inside `Dataset.map` a Pipeline runs its layers on TensorFlow whatever the Keras backend
+(a Sequential under JAX tries to turn the symbolic tf.Tensor into a JAX array and fails).
 
 The geometric augmentation follows the image size (`kerasdl.config.AugmentConfig`, where
 None means "by size"): small images (both sides at most `SMALL_IMAGE_SIDE`) get the
@@ -37,7 +39,7 @@ def size_defaults(image_shape):
 
 
 def make_augmenter(flip="horizontal", rotation=None, zoom=None, brightness=0.1, contrast=0.1, translation=None, seed=42, image_shape=None):
-    """Returns a `keras.Sequential` of random layers for raw 0-255 images, or None if all are off.
+    """Returns a `keras.layers.Pipeline` of random layers for raw 0-255 images, or None if all are off.
 
     Args:
         flip: "horizontal", "vertical", "horizontal_and_vertical" or "none".
@@ -79,4 +81,4 @@ def make_augmenter(flip="horizontal", rotation=None, zoom=None, brightness=0.1, 
         layers.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 4, name="random_contrast"))
     if not layers:
         return None
-    return keras.Sequential(layers, name="augmenter")
+    return keras.layers.Pipeline(layers, name="augmenter")

@@ -317,6 +317,10 @@ def save_preset(classifier, run_dir):
         raw_call=_strings_to_logits,
     ),
     tolerances={"savedmodel": 1e-4, "onnx": 1e-3, "litert": 1e-3},
+    # TensorFlow: benchmarks/backends.py --quick (BERT-Tiny's shape, 64 tokens, 1,000 SST-2
+    # sentences, batch 64, spe=16, shared 2-core CPU, best steady epoch): 380 examples/s against
+    # 255 on JAX, CPU 3.3 against 3.9 ms/example; test accuracy 0.513 against 0.514.
+    backend="tensorflow",
     save_extras=save_preset,
     search_space={
         "train.learning_rate": Float(1e-4, 1e-3, log=True, reason="from-scratch transformers diverge above ~1e-3 and crawl below 1e-4; 5e-4 is the default"),

@@ -108,6 +108,11 @@ def text_gru(
     modality_builders={"sequence": (gru,), "text": (text_gru, build_text_vocabulary)},
     text=VECTORIZATION_TEXT,
     quantization="none",
+    # JAX: benchmarks/backends.py --quick (batch 64, spe=16, shared 2-core CPU, best steady
+    # epoch): GunPoint series (800, 150 steps) 2,398 examples/s against 1,443 on TensorFlow,
+    # CPU 0.18 against 0.59 ms/example; SST-2 text (2,000) 3,543 against 947, CPU 0.28 against
+    # 0.71 ms/example. Test accuracy: series 0.467 against 0.493, text 0.694 against 0.718.
+    backend="jax",
     search_space=RECURRENT_SEARCH_SPACE,
 )
 def build_from_data(facts, **options):

@@ -102,6 +102,12 @@ def text_lstm(
     # Each network keeps its own defaults (the text network is bidirectional, the numeric one not).
     modality_builders={"sequence": (lstm,), "text": (text_lstm, build_text_vocabulary)},
     text=VECTORIZATION_TEXT,
+    # JAX: benchmarks/backends.py --quick (batch 64, spe=16, shared 2-core CPU, best steady
+    # epoch): GunPoint series (800, 150 steps) 1,952 examples/s against 1,587 on TensorFlow,
+    # CPU 0.52 against 0.60 ms/example; SST-2 text (2,000) a tie, 970 against 1,015 examples/s,
+    # with less CPU (0.62 against 0.73 ms/example). Test accuracy: series 0.473 against 0.393,
+    # text 0.697 against 0.729. JAX's first epoch compiles (series 4.8 s against 1.9 s).
+    backend="jax",
     search_space=RECURRENT_SEARCH_SPACE,
 )
 def build_from_data(facts, **options):

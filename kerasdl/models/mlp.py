@@ -16,8 +16,12 @@ from kerasdl.models.recurrent import SPLIT, STANDARDIZE
 from kerasdl.models.registry import TextSupport, call_builder, register_model
 from kerasdl.search_space import TRAINING_RANGES, Choice, Float, Int
 
-# Texts read per batch when counting document frequencies (sparse counts: cheap in memory).
+# Texts read per batch when adapting the counting layer.
 _COUNT_BATCH = 4096
+# Bytes of one dense multi-hot block when counting document frequencies: a [4096, 20001]
+# batch would be 330 MB, and TextVectorization's sparse output exists only on TensorFlow
+# (the vocabulary is built on the JAX backend too), so the texts go in blocks of this size.
+_PRESENCE_BYTES = 32 * 2**20
 
 
 def mlp(
@@ -197,11 +201,11 @@ def build_ngram_vocabulary(texts, max_features=20000, ngrams=2, min_document_fre
     candidates = [str(token) for token in adapted.get_vocabulary()[1:]]
     if not candidates:
         raise ValueError("the training texts hold no words after lowercasing and removing punctuation")
-    # Sparse multi-hot rows: a dense [4096, 20001] batch would be 330 MB.
-    presence = keras.layers.TextVectorization(vocabulary=candidates, output_mode="multi_hot", sparse=True, **settings)
+    presence = keras.layers.TextVectorization(vocabulary=candidates, output_mode="multi_hot", **settings)
     document_frequency = np.zeros(len(candidates) + 1)
-    for start in range(0, len(texts), _COUNT_BATCH):
-        document_frequency += tf.sparse.reduce_sum(presence(texts[start : start + _COUNT_BATCH]), axis=0).numpy()
+    rows = max(1, _PRESENCE_BYTES // (4 * (len(candidates) + 1)))
+    for start in range(0, len(texts), rows):
+        document_frequency += keras.ops.convert_to_numpy(presence(texts[start : start + rows])).sum(axis=0)
     keep = [index for index in range(len(candidates)) if document_frequency[index + 1] >= min_document_frequency]
     if not keep:
         raise ValueError(
@@ -293,6 +297,11 @@ NGRAM_TEXT = TextSupport(
     modality_builders={"features": (mlp,), "image": (mlp,), "text": (ngram_mlp, build_ngram_vocabulary)},
     text=NGRAM_TEXT,
     tolerances={"onnx": 1e-5},
+    # JAX (XLA) trains it faster: benchmarks/backends.py --quick (MNIST 784 features, 2,700
+    # examples, batch 64, spe=16, shared 2-core CPU): 68.7k examples/s against 48.6k on
+    # TensorFlow (best steady epoch), CPU 0.0135 against 0.019 ms/example; test accuracy
+    # 0.896 against 0.900. JAX's first epoch compiles (3.2 s against 0.7 s).
+    backend="jax",
     search_space=SEARCH_SPACE,
 )
 def build_from_data(facts, **options):

@@ -31,3 +31,45 @@ def test_toy_run_measures_the_mlp_on_both_backends(shared_data, monkeypatch):
     assert set(targets) == {"backend_mlp_registry_is_fastest", "backend_mlp_jax_accuracy"}
     assert targets["backend_mlp_registry_is_fastest"]["value"] > 0
     assert abs(targets["backend_mlp_jax_accuracy"]["value"] - (accuracy["value"] - accuracy["baseline"])) < 1e-3
+
+
+def test_json_file_holds_the_environment_and_the_result(tmp_path, monkeypatch):
+    # --json wrote nothing before: it called a benchmarks.common.environment that does not exist.
+    import json
+
+    outcome = common.result("backends", 0.0, [], [], ["a note"])
+    monkeypatch.setattr(backends, "run", lambda quick, cases=None: outcome)
+    path = tmp_path / "backends.json"
+
+    assert backends.main(["--quick", "--cases", "mlp", "--json", str(path)]) == 0
+
+    written = json.loads(path.read_text())
+    assert written["result"]["name"] == "backends" and written["result"]["notes"] == ["a note"]
+    assert {"versions", "code_version"} <= set(written["environment"])
+
+
+def test_in_process_benchmark_runs_stay_on_tensorflow(tmp_path, repo_root):
+    # A benchmark process trains, then exports and serves in-process on TensorFlow: the mlp's
+    # registry backend (JAX) must not fix Keras' backend for the whole process. Importing
+    # kerasdl.train imports TensorFlow, and so Keras on its default backend, and auto keeps an
+    # imported backend (kerasdl.backend.select_backend). JAX is measured by benchmarks/backends.py.
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import json\n"
+        "from benchmarks import common\n"
+        "run_dir, _ = common.trained_run('mlp', epochs=1, log=lambda line: None)\n"
+        "import keras\n"
+        "print('BACKENDS ' + json.dumps([keras.config.backend(), json.load(open(run_dir + '/metrics.json'))['backend']]))\n"
+    )
+    environ = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    environ["KERASDL_BENCH_RUNS"] = str(tmp_path)
+    completed = subprocess.run([sys.executable, "-c", code], cwd=repo_root, env=environ, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("BACKENDS "))
+    assert json.loads(line[len("BACKENDS "):]) == ["tensorflow", "tensorflow"]
+    assert list(Path(tmp_path).rglob("metrics.json"))

@@ -29,6 +29,44 @@ def test_augmentation_changes_training_images_only():
     np.testing.assert_array_equal(validation_a[0], np.stack([x for x, _ in splits.validation.dataset.take(32).as_numpy_iterator()]))
 
 
+def test_augmentation_runs_in_the_pipeline_under_jax_as_under_tensorflow(tmp_path):
+    # Under JAX a keras.Sequential in Dataset.map fails ("Cannot convert a symbolic
+    # tf.Tensor to a numpy array"); the augmenter must run on TensorFlow there, and the
+    # same seeds give the same images on both backends. Each backend runs in a fresh
+    # process: Keras' backend is process-wide, and a fresh process has a known RNG state.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import os, sys
+os.environ["KERAS_BACKEND"] = sys.argv[1]
+import keras, numpy as np
+from kerasdl.data.augment import make_augmenter
+from kerasdl.data.digits import load_digits
+from kerasdl.data.pipeline import make_pipeline
+keras.utils.set_random_seed(7)
+splits = load_digits("image", image_size=[16, 16])
+augmenter = make_augmenter(seed=3, translation=0.125)
+batch = next(make_pipeline(splits.train, 32, training=True, augmenter=augmenter, shuffle_buffer=1).as_numpy_iterator())
+np.save(sys.argv[2], batch[0])
+print(keras.backend.backend())
+"""
+    root = Path(__file__).resolve().parents[2]
+    environ = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(root))
+    images = {}
+    for backend in ("jax", "tensorflow"):
+        path = tmp_path / f"{backend}.npy"
+        completed = subprocess.run([sys.executable, "-c", code, backend, str(path)], cwd=root, env=environ, capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert completed.stdout.split()[-1] == backend
+        images[backend] = np.load(path)
+    plain = first_batch(make_pipeline(load_digits("image", image_size=[16, 16]).train, 32, training=False))[0]
+    assert np.abs(images["jax"] - plain).mean() > 1.0
+    np.testing.assert_allclose(images["jax"], images["tensorflow"], atol=1e-3)
+
+
 def test_splits_are_seeded_and_stratified():
     first, second = load_digits("features", seed=3), load_digits("features", seed=3)
     other = load_digits("features", seed=4)

@@ -68,5 +68,7 @@ def test_training_run_prints_only_the_run(tmp_path, cli):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr == "", result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("data: scikit-learn digits") and lines[-1].startswith("time: ")
+    # The backend comes first: it is chosen before anything imports Keras.
+    assert lines[0] == "backend: jax (the registry entry of mlp says jax)"
+    assert lines[1].startswith("data: scikit-learn digits") and lines[-1].startswith("time: ")
     assert not [line for line in lines if re.match(r"^[IWEF]\d{4} |WARNING|Warning", line)]

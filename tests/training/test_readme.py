@@ -63,6 +63,8 @@ def test_every_training_command_of_the_train_section_is_valid(capsys):
         (r"`train.optimizer` is `adamw` \(default", lambda: TrainConfig.optimizer == "adamw"),
         (r"`train.strategy_timeout_seconds` \(default 120\)", lambda: TrainConfig.strategy_timeout_seconds == 120),
         (r"`--strategy auto` \(the default\)", lambda: TrainConfig.strategy == "auto"),
+        (r"`--backend auto` \(the default\)", lambda: TrainConfig.backend == "auto"),
+        (r"`train.jit_compile` unset, Keras' `auto`", lambda: TrainConfig.jit_compile is None),
         (r"`--weights imagenet` \(the default\)", lambda: default_config("resnet50").model["weights"] == "imagenet"),
         (r"\(`model.use_cudnn=false`\)", lambda: default_config("lstm").model["use_cudnn"] is False),
         (r"`--set train.clipnorm=none`", lambda: resolve_config("mlp", sets=["train.clipnorm=none"]).train.clipnorm is None),

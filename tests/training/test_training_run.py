@@ -42,6 +42,8 @@ def test_one_tiny_epoch_writes_every_artifact(model, tmp_path, capsys):
     assert {"test_loss", "test_accuracy", "per_class", "wall_time_s", "examples_per_s"} <= set(metrics)
     assert set(metrics["per_class"]) == {str(digit) for digit in range(10)}
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["examples_per_s"] > 0
+    # This process holds Keras on TensorFlow (tests/conftest.py); auto keeps it, whatever the entry says.
+    assert metrics["backend"] == "tensorflow"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["model_name"] == model and config["train"]["epochs"] == 2
     rows = history_rows(run_dir)
@@ -94,6 +96,7 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, repo_root):
     assert result.returncode == 0, result.stderr[-2000:]
     run_dir = only_run_dir(tmp_path, "cnn")
     assert f"resuming {run_dir} from epoch {saved_epoch}" in result.stdout
+    assert "backend: tensorflow (the registry entry of cnn says tensorflow)" in result.stdout
     # Keras numbers epochs from 1 in its log: the restarted fit begins after the saved one.
     assert f"Epoch {saved_epoch + 1}/6" in result.stdout and "Epoch 1/6" not in result.stdout
     epochs = [int(row["epoch"]) for row in history_rows(run_dir)]
