@@ -24,6 +24,9 @@ The test accuracy after the last epoch, same seed and data, shows what each
 backend gives. The registry entry's `backend` (what `train.backend=auto` uses)
 is checked against the faster backend at steps_per_execution 16 (the default).
 
+Over ~300 lines: the cases' data, the per-backend child process, and the rows and targets
+that compare them are one measurement; the child must import nothing the parent decides.
+
 Example:
 >>> python -m benchmarks.backends --quick
 """

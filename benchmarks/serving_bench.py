@@ -31,6 +31,9 @@ computing every target from the numbers; `run(quick)` is both.
 
     python -m benchmarks.serving_bench [--full] [--toy] [--before ../edge-before] [--out serving.json]
 
+Over ~300 lines: the in-process reference, the server's start-up, the load generator's
+runs and the targets are one measurement, compared in one run.
+
 Example:
 >>> from benchmarks import serving_bench
 >>> serving_bench.run(quick=True)["targets"]

@@ -28,6 +28,9 @@ every file `training.run` writes. What is searched is the model's registry entry
   best.yaml` trains the same run again) and `summary.json` (every trial, the best, its test
   accuracy).
 
+Over ~300 lines: KerasTuner's oracle, the trial runner and the search's own state (time budget
+across sessions, resume, best.yaml) are one job; split, each part would need the others' state.
+
 Example:
 >>> from kerasdl.config import resolve_config
 >>> result = search(resolve_config("cnn"), max_trials=4, max_minutes=5)

@@ -22,6 +22,9 @@ retried (`retries` times, with a short backoff); client errors are not.
 
 Neither client imports TensorFlow: the gRPC one builds `TensorProto`s with
 NumPy (`serving.protos`).
+
+Over ~300 lines: the REST and gRPC clients share the request building, the retries and the
+answer's printing, which would otherwise be written twice.
 """
 
 import argparse
