@@ -14,7 +14,7 @@ still answers afterwards. Each case is recorded rather than stopping at the
 first failure, so a benchmark can report how many cases ran and how many
 broke a property; the request behind each failure is kept (shortened).
 
-The module is longer than most because the strategies are one catalogue of
+Over ~300 lines because the strategies are one catalogue of
 hostile requests; they read best together.
 
 Example:
