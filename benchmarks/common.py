@@ -224,8 +224,31 @@ def runs_folder():
     return os.environ.get(RUNS_DIR_ENV) or tempfile.mkdtemp(prefix="kerasdl-bench-runs-")
 
 
+def train_in_child(arguments, backend):
+    """Runs `train_in_this_process(*arguments)` in a fresh Python whose Keras uses `backend`; returns its summary."""
+    spec = json.dumps(arguments)
+    code = (
+        "import json\n"
+        "from benchmarks.common import train_in_this_process\n"
+        f"print('BENCH_JSON ' + json.dumps(train_in_this_process(*json.loads({spec!r}))))\n"
+    )
+    return run_python(code, timeout=4 * 3600, env={"KERAS_BACKEND": backend})
+
+
+def train_in_this_process(model_name, data, epochs, batch_size, sets, output, weights):
+    """`trained_run`'s child: resolves the config as `training.run` does and trains it here; returns the summary."""
+    from kerasdl.backend import select_backend_for
+
+    config = train_config(model_name, data, epochs, batch_size, sets, output, weights)
+    select_backend_for(config)
+    from kerasdl.train import train_and_evaluate
+
+    summary = train_and_evaluate(config, fresh=True, log=lambda line: None)
+    return {"run_dir": str(summary["run_dir"])}
+
+
 def trained_run(model_name, data=None, epochs=1, batch_size=None, sets=(), weights=None, log=print):
-    """Trains with `kerasdl.train.train_and_evaluate`, or reuses a run of the same code, resolved config and data.
+    """Trains as `python -m training.run` would (a fresh process, the backend it picks), or reuses a run of the same code, resolved config and data.
 
     The reuse key (`provenance.reuse_key`) covers the code version (commit and uncommitted
     changes), the config exactly as `training.run` resolves it (output folder aside), a
@@ -240,12 +263,15 @@ def trained_run(model_name, data=None, epochs=1, batch_size=None, sets=(), weigh
     described.pop("output", None)
 
     def train():
-        from kerasdl.train import train_and_evaluate
+        from kerasdl.backend import resolve_backend
 
-        summary = train_and_evaluate(config, fresh=True, log=lambda line: None)
+        # In a fresh process on the backend `training.run` would pick (train.backend=auto: the
+        # registry's), since this process has imported Keras on TensorFlow already.
+        backend = resolve_backend(config.train.backend, model_name, config.train.strategy, config.train.profile).name
+        summary = train_in_child([model_name, data, epochs, batch_size, list(sets), config.output, weights], backend)
         metrics = json.loads(Path(summary["run_dir"], "metrics.json").read_text())
-        metrics = {key: metrics[key] for key in ("test_accuracy", "test_loss", "wall_time_s", "fit_time_s", "examples_per_s", "epochs", "train_examples", "test_examples") if key in metrics}
-        log(f"trained {model_name}: test accuracy {metrics['test_accuracy']:.4f} in {metrics['wall_time_s']:.0f} s ({summary['run_dir']})")
+        metrics = {key: metrics[key] for key in ("test_accuracy", "test_loss", "wall_time_s", "fit_time_s", "examples_per_s", "epochs", "train_examples", "test_examples", "backend") if key in metrics}
+        log(f"trained {model_name} on {backend}: test accuracy {metrics['test_accuracy']:.4f} in {metrics['wall_time_s']:.0f} s ({summary['run_dir']})")
         return {"run_dir": str(summary["run_dir"]), "metrics": metrics}
 
     record = provenance.reused(

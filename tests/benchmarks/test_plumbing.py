@@ -384,14 +384,17 @@ def test_trained_run_is_not_reused_after_a_code_change(tmp_path, monkeypatch):
     """A run (and the profiler trace inside it) made by older code is trained again, not reused."""
     trained = []
 
-    def fake_run(config, fresh, log):
-        run_dir = Path(config.output, config.model_name, str(len(trained)))
+    def fake_child(arguments, backend):
+        model_name, data, epochs, batch_size, sets, output, weights = arguments
+        # The child trains on the backend training.run would pick: the registry's for the MLP.
+        assert backend == "jax"
+        run_dir = Path(output, model_name, str(len(trained)))
         run_dir.mkdir(parents=True)
-        (run_dir / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "wall_time_s": 1.0, "epochs": config.train.epochs}))
+        (run_dir / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "wall_time_s": 1.0, "epochs": epochs}))
         trained.append(run_dir)
         return {"run_dir": str(run_dir)}
 
-    monkeypatch.setitem(sys.modules, "kerasdl.train", types.SimpleNamespace(train_and_evaluate=fake_run))
+    monkeypatch.setattr(common, "train_in_child", fake_child)
     monkeypatch.setenv(common.RUNS_DIR_ENV, str(tmp_path))
     version = {"commit": "a" * 40, "dirty": False, "changes_sha256": None, "key": "a" * 12}
     monkeypatch.setattr(provenance, "code_version", lambda root=None: dict(version))
