@@ -1,7 +1,7 @@
 """`python -m benchmarks.run`: every benchmark, as JSON, a Markdown report and charts.
 
-    python -m benchmarks.run                 # the full run (within an hour on 2 cores)
-    python -m benchmarks.run --quick         # a few minutes
+    python -m benchmarks.run                 # the full run (full sizes and the model zoo)
+    python -m benchmarks.run --quick         # reduced sizes
     python -m benchmarks.run --quick --only latency --toy   # seconds (tests)
 
 Writes `<out>/results.json`, `<out>/results.md` (`benchmarks.report` of that JSON) and

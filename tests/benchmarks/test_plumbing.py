@@ -149,13 +149,23 @@ def test_report_cli_refuses_missing_and_invalid_files_in_one_line(tmp_path):
         assert completed.stderr.count("\n") == 1 and expected in completed.stderr and "Traceback" not in completed.stderr
 
 
-def test_committed_results_md_is_the_report_of_the_committed_results_json():
-    """RESULTS.md is never edited by hand: it must equal the report of benchmarks/results.json."""
-    source = REPO_ROOT / "benchmarks" / "results.json"
-    if not source.is_file():
-        pytest.skip("no full run committed yet (benchmarks/results.json); see benchmarks/report.py")
-    expected = report.render([json.loads(source.read_text())], ["benchmarks/results.json"])
+def test_committed_results_md_is_the_report_of_the_committed_results():
+    """RESULTS.md is never edited by hand: it must equal the report of benchmarks/results/*.json, in name order."""
+    sources = sorted((REPO_ROOT / "benchmarks" / "results").glob("*.json"))
+    assert sources, "no committed run results (benchmarks/results/*.json); see the README's Benchmarks section"
+    names = [f"benchmarks/results/{source.name}" for source in sources]
+    expected = report.render([json.loads(source.read_text()) for source in sources], names)
     assert (REPO_ROOT / "benchmarks" / "RESULTS.md").read_text() == expected
+
+
+def test_committed_reliability_page_is_rendered_from_the_committed_robustness_run():
+    """docs/RELIABILITY.md is rendered from the committed robustness results, never edited by hand."""
+    from benchmarks import reliability_doc
+
+    source = REPO_ROOT / "benchmarks" / "results" / "2-robustness.json"
+    assert source.is_file(), "no committed robustness run (benchmarks/results/2-robustness.json)"
+    expected = reliability_doc.render(json.loads(source.read_text()), "benchmarks/results/2-robustness.json")
+    assert (REPO_ROOT / "docs" / "RELIABILITY.md").read_text() == expected
 
 
 # --- the registry and the runner ----------------------------------------------------------------
