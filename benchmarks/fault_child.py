@@ -162,13 +162,13 @@ def install(point, epoch, marker):
         files._write_json = write_json
 
     if point == "artifacts":
-        original_save_examples = outputs.save_examples
+        original_save_examples = outputs.save_run_examples
 
         def save_examples(*arguments, **options):
             stop.now()
             return original_save_examples(*arguments, **options)
 
-        outputs.save_examples = save_examples
+        outputs.save_run_examples = save_examples
 
 
 def main(argv=None):

@@ -1,10 +1,12 @@
 """Publishing a model version under a TF Serving model base path, atomically and readable by any user.
 
 `exports/<name>/` is the model base path; each integer-named subfolder is a
-version. An export is written into `exports/<name>/.tmp-<version>-<random>`
+version. An export is written into `exports/<name>/.tmp-<version>-<pid>-<random>`
 (TF Serving ignores folders whose names are not integers) and renamed to
 `exports/<name>/<version>` only once it is complete and verified, so TF
-Serving never loads half a version. A failure removes the temporary folder.
+Serving never loads half a version. A failure removes the temporary folder;
+a killed export cannot, so the next export of the model removes the staging
+folders of exporters on this host that are no longer running.
 
 Permissions: `tempfile.mkdtemp` makes the staging folder 0700, and a TF
 Serving container usually runs as another (non-root) user, which could then
@@ -28,6 +30,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import re
 import shutil
 import stat
 import sys
@@ -35,6 +38,9 @@ import tempfile
 from pathlib import Path
 
 from export.errors import ExportError
+
+# A staging folder's name: `.tmp-<version>-<pid of the exporter>-<random>`.
+_STAGING_NAME = re.compile(r"^\.tmp-\d+-(\d+)-")
 
 
 def existing_versions(model_base):
@@ -100,8 +106,9 @@ def staged_version(model_base, version, force=False, log=print):
     """
     model_base = Path(model_base)
     _make_readable_folders(model_base)
+    remove_abandoned_staging(model_base)
     target = model_base / str(version)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_base))
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=model_base))
     try:
         yield staging
         make_readable(staging)
@@ -109,6 +116,41 @@ def staged_version(model_base, version, force=False, log=print):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def remove_abandoned_staging(model_base):
+    """Removes `.tmp-<version>-<pid>-*` staging folders whose exporter (a process on this host) has ended.
+
+    A killed export leaves its staging folder behind (invisible to TF Serving, but a
+    version's worth of disk). A folder whose process still runs is another export at work
+    and is kept; so are names without a process id.
+
+    Returns:
+        The names removed.
+
+    Example:
+    >>> remove_abandoned_staging("exports/cnn")
+    ['.tmp-3-41077-k2j9x1']
+    """
+    removed = []
+    for path in sorted(Path(model_base).glob(".tmp-*")):
+        match = _STAGING_NAME.match(path.name)
+        if match is None or not path.is_dir() or _process_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # Another user's process: alive.
+    return True
 
 
 def make_readable(folder):

@@ -36,6 +36,23 @@ def test_next_version_ignores_non_integer_folders(tmp_path):
         choose_version(tmp_path, version=0)
 
 
+def test_the_next_export_removes_the_staging_folders_of_killed_exporters(tmp_path):
+    """A killed export leaves `.tmp-<version>-<pid>-*`; the next one removes it unless its process still runs."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    abandoned = tmp_path / f".tmp-4-{int(ended.stdout)}-k2j9x1"
+    running = tmp_path / f".tmp-5-{os.getpid()}-a8b7c6"  # a concurrent export (this process runs)
+    unknown = tmp_path / ".tmp-6-abc"  # no process id: left alone
+    for folder in (abandoned, running, unknown):
+        (folder / "variables").mkdir(parents=True)
+        (folder / "saved_model.pb").write_text("half")
+
+    with staged_version(tmp_path, 7) as staging:
+        assert re.fullmatch(rf"\.tmp-7-{os.getpid()}-\w+", staging.name)
+        (staging / "saved_model.pb").write_text("x")
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["7", running.name, unknown.name])
+
+
 def test_staged_version_renames_only_on_success(tmp_path):
     with staged_version(tmp_path, 3) as staging:
         assert staging.parent == tmp_path and staging.name.startswith(".tmp-3-")
