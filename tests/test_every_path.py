@@ -76,7 +76,7 @@ def published(shared_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def edge_servers(published):
     """The edge server on each backend, serving every published model: `{backend: (REST client, gRPC client)}`."""
-    from fastapi.testclient import TestClient
+    from starlette.testclient import TestClient
 
     from serving.client import GrpcClient
     from serving.edge.server import build_server

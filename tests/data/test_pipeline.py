@@ -47,6 +47,10 @@ from kerasdl.data.augment import make_augmenter
 from kerasdl.data.digits import load_digits
 from kerasdl.data.pipeline import make_pipeline
 keras.utils.set_random_seed(7)
+# As a run starts (kerasdl.train.start): without deterministic ops the parallel map draws the
+# random transforms in thread order, and two processes differ.
+import tensorflow as tf
+tf.config.experimental.enable_op_determinism()
 splits = load_digits("image", image_size=[16, 16])
 augmenter = make_augmenter(seed=3, translation=0.125)
 batch = next(make_pipeline(splits.train, 32, training=True, augmenter=augmenter, shuffle_buffer=1).as_numpy_iterator())
