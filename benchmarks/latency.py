@@ -218,7 +218,13 @@ def run(quick):
         method = quantization.get("method")
         if model_name == "bert":
             int8 = measured.get(("ort int8", 1))
-            targets.append(common.target("latency_bert_int8", "bert: ORT int8 / fp32 latency, batch 1 <= 0.6", int8 / fp32 if int8 and fp32 else None, 0.6, "<="))
+            fused = quantization.get("fused_int8_ops") or {}
+            reason = (
+                f"batch 1: ORT int8 ({method}) {int8:.2f} ms, fp32 {fp32:.2f} ms; int8 kernels in the graph: "
+                + (", ".join(f"{op} x{count}" for op, count in fused.items()) or "none")
+                if int8 and fp32 else None
+            )
+            targets.append(common.target("latency_bert_int8", "bert: ORT int8 / fp32 latency, batch 1 <= 0.6", int8 / fp32 if int8 and fp32 else None, 0.6, "<=", reason=reason))
         if model_name in ("bert", "cnn", "resnet50") and not common.TOY:
             x, y = _test_split(run_dir)
             if model_name == "resnet50" or len(y) > 2000:
@@ -237,6 +243,7 @@ def run(quick):
             fused = quantization.get("fused_int8_ops") or {}
             recipe = f"{method} {quantization.get('format')} a:{quantization.get('activation_type')} w:{quantization.get('weight_type')}"
             notes.append(f"{model_name} int8 ({recipe}): ORT runs " + (", ".join(f"{op} x{count}" for op, count in fused.items()) or "no int8 kernel"))
+            ratios = {}
             for size in THROUGHPUT_BATCHES[model_name]:
                 batch = _batch(examples, size)
                 throughput = {}
@@ -245,8 +252,15 @@ def run(quick):
                         throughput[label] = size / _time(functions, label, batch, quick)
                 if len(throughput) == 2:
                     rows.append(common.row(f"{model_name} ort int8 ({recipe})", f"throughput batch {size}", throughput["ort int8"], "examples/s", f"{model_name} ort fp32", throughput["ort fp32"]))
-                    if size == 16:
-                        targets.append(common.target(f"int8_{model_name}_throughput", f"{model_name}: static int8 / fp32 ORT throughput, batch 16 >= 2.5", throughput["ort int8"] / throughput["ort fp32"], 2.5, ">="))
+                    ratios[size] = (throughput["ort int8"] / throughput["ort fp32"], size / throughput["ort fp32"] * 1000)
+            if 16 in ratios:
+                # Why the ratio is what it is: the int8 kernels ORT runs, and how long an fp32 call
+                # takes (a small model's call is mostly fixed overhead that int8 cannot shorten).
+                reason = (
+                    f"{recipe}; ORT runs " + (", ".join(f"{op} x{count}" for op, count in fused.items()) or "no int8 kernel") + "; int8/fp32 throughput "
+                    + ", ".join(f"batch {size}: {ratio:.2f}x (fp32 {milliseconds:.2f} ms a call)" for size, (ratio, milliseconds) in sorted(ratios.items()))
+                )
+                targets.append(common.target(f"int8_{model_name}_throughput", f"{model_name}: static int8 / fp32 ORT throughput, batch 16 >= 2.5", ratios[16][0], 2.5, ">=", reason=reason))
             if model_name == "resnet50" and ("ort fp32", 32) in measured:
                 import yaml
 
