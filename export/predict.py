@@ -28,6 +28,7 @@ import numpy as np
 from export import formats
 from export.errors import ExportError
 from export.inputs import ImageFile, read_inputs
+from export.publish import existing_versions
 from export.cli import OneLineParser, quiet_libraries
 from kerasdl.runtime import ArtifactError, pad_sequences
 
@@ -133,7 +134,7 @@ def load_predictor(artifact, artifact_format=None, int8=False):
         return _format_predictor(found[0], path)
     variant = "int8" if int8 else "fp32"
     if not any((path / name).exists() for name in _file_names("fp32")):
-        versions = sorted(int(entry.name) for entry in path.iterdir() if entry.is_dir() and entry.name.isdigit())
+        versions = existing_versions(path)
         if versions:
             path = path / str(versions[-1])
     if artifact_format is None:

@@ -35,6 +35,7 @@ import tempfile
 
 from serving import protos
 from serving.labels import parse_labels
+from serving.layout import discover_models
 from serving.manifests import (
     CONTAINER_CONFIG,
     CONTAINER_MODELS,
@@ -56,28 +57,6 @@ from serving.tfserving_config import (
 # SavedModels from TensorFlow 2.21 use no ops newer than it knows. Override with --image.
 DEFAULT_IMAGE = "tensorflow/serving:2.20.0"
 POLICIES = ("latest", "all", "specific")
-
-
-def discover_models(base_path):
-    """Returns `{name: [versions]}` for the models under the export base path (integer version folders)."""
-    base_path = os.fspath(base_path)
-    if not os.path.isdir(base_path):
-        raise ValueError(f"export base path {base_path} is not a folder; export a model first (python -m export.run)")
-    models = {}
-    for name in sorted(os.listdir(base_path)):
-        folder = os.path.join(base_path, name)
-        if name.startswith(".") or not os.path.isdir(folder):
-            continue
-        versions = sorted(
-            int(entry)
-            for entry in os.listdir(folder)
-            if entry.isdigit() and os.path.isfile(os.path.join(folder, entry, "saved_model.pb"))
-        )
-        if versions:
-            models[name] = versions
-    if not models:
-        raise ValueError(f"no SavedModel versions under {base_path} (expected <name>/<version>/saved_model.pb)")
-    return models
 
 
 def served_versions(versions, policy, specific=None):

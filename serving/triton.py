@@ -22,6 +22,8 @@ import shlex
 import shutil
 import tempfile
 
+from serving.layout import discover_models
+
 # The newest Triton release listed in NVIDIA's release notes when this was written
 # (25.11); its ONNX Runtime runs the opsets kerasdl exports. Override with --image.
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:25.11-py3"
@@ -45,23 +47,11 @@ _TRITON_TYPES = {
 def onnx_models(base_path):
     """Returns `{name: {version: model.onnx path}}` for the ONNX models under the export base path."""
     base_path = os.fspath(base_path)
-    if not os.path.isdir(base_path):
-        raise ValueError(f"export base path {base_path} is not a folder; export a model first (python -m export.run)")
-    models = {}
-    for name in sorted(os.listdir(base_path)):
-        folder = os.path.join(base_path, name)
-        if name.startswith(".") or not os.path.isdir(folder):
-            continue
-        versions = {
-            int(entry): os.path.join(folder, entry, MODEL_FILE)
-            for entry in os.listdir(folder)
-            if entry.isdigit() and os.path.isfile(os.path.join(folder, entry, MODEL_FILE))
-        }
-        if versions:
-            models[name] = dict(sorted(versions.items()))
-    if not models:
-        raise ValueError(f"no ONNX models under {base_path} (expected <name>/<version>/model.onnx); export with --format onnx")
-    return models
+    none_found = f"no ONNX models under {base_path} (expected <name>/<version>/{MODEL_FILE}); export with --format onnx"
+    return {
+        name: {version: os.path.join(base_path, name, str(version), MODEL_FILE) for version in versions}
+        for name, versions in discover_models(base_path, MODEL_FILE, none_found).items()
+    }
 
 
 def graph_tensors(path):
