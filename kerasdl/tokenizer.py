@@ -175,10 +175,7 @@ class TextVectorizationTokenizer:
     def config(self):
         return {
             "type": self.kind,
-            "lowercase": self.lowercase,
-            "lowercase_scope": "ascii",
-            "strip_punctuation": self.strip_punctuation,
-            "split": "ascii_whitespace",
+            **_text_vectorization_config(self.lowercase, self.strip_punctuation),
             "sequence_length": self.sequence_length,
             "special_tokens": {"padding": {"token": "", "id": 0}, "oov": {"token": "[UNK]", "id": 1}},
             "vocabulary_file": VOCABULARY_FILE,
@@ -266,10 +263,7 @@ class NgramCountTokenizer:
     def config(self):
         return {
             "type": self.kind,
-            "lowercase": self.lowercase,
-            "lowercase_scope": "ascii",
-            "strip_punctuation": self.strip_punctuation,
-            "split": "ascii_whitespace",
+            **_text_vectorization_config(self.lowercase, self.strip_punctuation),
             "ngrams": self.ngrams,
             "ngram_separator": " ",
             "special_tokens": {"oov": {"token": self.vocabulary[self.oov_id], "id": self.oov_id}},
@@ -510,6 +504,11 @@ def _text_vectorization_steps(lowercase, strip_punctuation):
     if strip_punctuation:
         steps.append(normalizers.Replace(Regex(_KERAS_PUNCTUATION), ""))
     return normalizers.Sequence(steps), pre_tokenizers.Split(Regex(_ASCII_WHITESPACE), "removed")
+
+
+def _text_vectorization_config(lowercase, strip_punctuation):
+    """What `_text_vectorization_steps` does, as the tokenizer files' config states it."""
+    return {"lowercase": lowercase, "lowercase_scope": "ascii", "strip_punctuation": strip_punctuation, "split": "ascii_whitespace"}
 
 
 # keras-hub's graph splits with `tf_text.regex_split`, which ends a text at its first NUL.
