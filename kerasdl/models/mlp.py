@@ -12,7 +12,7 @@ without TensorFlow.
 
 import numpy as np
 
-from kerasdl.models.recurrent import SPLIT, STANDARDIZE
+from kerasdl.models.recurrent import SPLIT, STANDARDIZE, vectorized_texts
 from kerasdl.models.registry import TextSupport, call_builder, register_model
 from kerasdl.search_space import TRAINING_RANGES, Choice, Float, Int
 
@@ -243,10 +243,7 @@ def ngram_token_model(model):
 
 
 def _ngram_counts(model, texts):
-    import keras
-
-    counts = model.get_layer("text_vectorization")(np.asarray(list(texts), dtype=object))
-    return {"token_counts": np.asarray(keras.ops.convert_to_numpy(counts)).astype("int64")}
+    return vectorized_texts(model, texts, "token_counts")
 
 
 def _write_ngram_tokenizer(model, folder):

@@ -255,11 +255,21 @@ def build_text_vocabulary(texts, max_tokens=20000):
     return [str(token) for token in vectorization.get_vocabulary()]
 
 
-def _token_features(model, texts):
+def vectorized_texts(model, texts, input_name):
+    """The model's `text_vectorization` layer run on `texts`: `{input_name: int64 array}`, its token model's feed.
+
+    Example:
+    >>> vectorized_texts(model, ["a good film"], "token_ids")["token_ids"].shape
+    (1, 64)
+    """
     import keras
 
-    ids = model.get_layer("text_vectorization")(np.asarray(list(texts), dtype=object))
-    return {"token_ids": np.asarray(keras.ops.convert_to_numpy(ids)).astype("int64")}
+    vectors = model.get_layer("text_vectorization")(np.asarray(list(texts), dtype=object))
+    return {input_name: np.asarray(keras.ops.convert_to_numpy(vectors)).astype("int64")}
+
+
+def _token_features(model, texts):
+    return vectorized_texts(model, texts, "token_ids")
 
 
 def _write_tokenizer(model, folder):
