@@ -38,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 from export.errors import ExportError
+from kerasdl.rundir import process_running
 
 # A staging folder's name: `.tmp-<version>-<pid of the exporter>-<random>`.
 _STAGING_NAME = re.compile(r"^\.tmp-\d+-(\d+)-")
@@ -135,22 +136,12 @@ def remove_abandoned_staging(model_base):
     removed = []
     for path in sorted(Path(model_base).glob(".tmp-*")):
         match = _STAGING_NAME.match(path.name)
-        if match is None or not path.is_dir() or _process_alive(int(match.group(1))):
+        if match is None or not path.is_dir() or process_running(int(match.group(1))):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path.name)
     return removed
 
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # Another user's process: alive.
-    return True
 
 
 def make_readable(folder):

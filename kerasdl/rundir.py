@@ -103,6 +103,22 @@ def _load_lock(path):
     return lock if isinstance(lock, dict) else {"fingerprint": text}
 
 
+def process_running(pid):
+    """Whether a process with this PID runs on this host (another user's counts).
+
+    Example:
+    >>> process_running(os.getpid())
+    True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # It exists, as another user's process.
+    return True
+
+
 def owner_alive(lock):
     """Whether the process named by `lock` is still running.
 
@@ -115,12 +131,8 @@ def owner_alive(lock):
         return False  # An older marker without an owner: nobody can be running it.
     if lock.get("host") != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_running(pid):
         return False
-    except PermissionError:
-        pass  # It exists, as another user's process.
     started = lock.get("process_start")
     return started is None or started == _process_start(pid)
 
