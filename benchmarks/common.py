@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -149,6 +150,21 @@ def quiet_tensorflow():
         absl.logging.set_verbosity(absl.logging.ERROR)
     except ImportError:
         pass
+
+
+def free_ports(count):
+    """`count` distinct free TCP ports on 127.0.0.1 (all held open while choosing, so none repeats).
+
+    Example:
+    >>> rest_port, grpc_port = free_ports(2)
+    """
+    sockets = [socket.socket() for _ in range(count)]
+    for each in sockets:
+        each.bind(("127.0.0.1", 0))
+    ports = [each.getsockname()[1] for each in sockets]
+    for each in sockets:
+        each.close()
+    return ports
 
 
 def run_python(code, timeout=1800, env=None):

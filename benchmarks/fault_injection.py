@@ -33,7 +33,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import common
 from benchmarks.fault_child import TWO_PHASE_MODEL, register_two_phase_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def kill_training(scenario, folder, log=print):
     folder = Path(folder)
     output = folder / "runs"
     arguments = [*scenario.arguments, "--output", str(output), "--set", "train.verbose=2"]
-    ports = _free_ports(scenario.workers) if scenario.workers > 1 else None
+    ports = common.free_ports(scenario.workers) if scenario.workers > 1 else None
     kills, problems = [], []
     for index, (point, epoch, *worker) in enumerate(scenario.kills):
         worker = worker[0] if worker else scenario.killed_worker
@@ -293,15 +293,5 @@ def _backed_up_epoch(run_dir):
 def _resumed_from(text):
     found = re.search(r"^resuming \S+(?: in phase \d+)? from epoch (\d+)", text, re.M)
     return int(found.group(1)) if found else 0
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for each in sockets:
-        each.bind(("127.0.0.1", 0))
-    ports = [each.getsockname()[1] for each in sockets]
-    for each in sockets:
-        each.close()
-    return ports
 
 

@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -123,12 +122,6 @@ def _export_in_child(folder, name, build, input_shape):
     return Path(common.run_python(code, timeout=3600))
 
 
-def _free_port():
-    with socket.socket() as handle:
-        handle.bind(("127.0.0.1", 0))
-        return handle.getsockname()[1]
-
-
 def _start_server(base, extra, root=REPO_ROOT, log_path=os.devnull):
     """Starts `python -m serving.edge` of the checkout at `root` on free ports; returns `(process, rest url, grpc target)`.
 
@@ -137,7 +130,7 @@ def _start_server(base, extra, root=REPO_ROOT, log_path=os.devnull):
     """
     import requests
 
-    port, grpc_port = _free_port(), _free_port()
+    port, grpc_port = common.free_ports(2)
     environment = dict(os.environ, PYTHONPATH=str(root))
     with open(log_path, "w") as log:
         process = subprocess.Popen(

@@ -7,7 +7,6 @@ trains the MLP on scikit-learn digits with plain `model.fit`.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.common import free_ports
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().parent / "worker.py"
 # A generous guard against a hang; the tests assert on results, never on durations.
 PROCESS_LIMIT_SECONDS = 240
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for each in sockets:
-        each.bind(("127.0.0.1", 0))
-    ports = [each.getsockname()[1] for each in sockets]
-    for each in sockets:
-        each.close()
-    return ports
 
 
 def start(arguments, tf_config=None):

@@ -3,7 +3,6 @@ n-gram tokenizer), and the edge server answers the client on both backends with 
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,13 +10,9 @@ import time
 import numpy as np
 import pytest
 
+from benchmarks.common import free_ports
+
 SENTENCES = ["a gripping , funny and moving film", "dull , lifeless and far too long", "an unexpected delight"]
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +74,7 @@ def test_the_edge_server_answers_the_client_with_the_models_classes(trained_and_
     run_dir, exports = trained_and_exported
     model, metadata = load_model(run_dir / "model.keras")
     expected = [metadata["class_names"][index] for index in np.argmax(model.predict(np.array(SENTENCES, dtype=object), verbose=0), axis=-1)]
-    rest, grpc = _free_port(), _free_port()
+    rest, grpc = free_ports(2)
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     with open(tmp_path / "edge.log", "w") as log:
         server = subprocess.Popen(

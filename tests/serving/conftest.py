@@ -6,11 +6,9 @@ a SavedModel with `serving_default` and `image_bytes` signatures, and a
 `metadata_props`. They are session-scoped: building them costs seconds.
 """
 
-import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from benchmarks.common import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
@@ -28,9 +28,7 @@ TEXT_SEQUENCE_LENGTH = 8
 
 
 def free_port():
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as handle:
-        handle.bind(("127.0.0.1", 0))
-        return handle.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _write_onnx(keras_model, path, input_name, metadata):
