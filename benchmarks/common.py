@@ -167,15 +167,15 @@ def free_ports(count):
     return ports
 
 
-def run_python(code, timeout=1800, env=None):
-    """Runs `code` in a fresh Python (repo root as cwd); returns the JSON it prints last.
+def run_python(code, timeout=1800, env=None, cwd=None):
+    """Runs `code` in a fresh Python (`cwd`, default the repo root); returns the JSON it prints last.
 
     The child prints one line `BENCH_JSON {...}`; anything else is its log.
     """
     environment_variables = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
     environment_variables.update(env or {})
     completed = subprocess.run(
-        [sys.executable, "-c", code], cwd=str(REPO_ROOT), env=environment_variables,
+        [sys.executable, "-c", code], cwd=str(cwd or REPO_ROOT), env=environment_variables,
         capture_output=True, text=True, timeout=timeout,
     )
     for line in reversed(completed.stdout.splitlines()):

@@ -7,9 +7,9 @@
    with `data.cache=false` to show what the cache itself holds.
 2. Peak RSS of each model's training on its built-in data, against a child that only
    imports TensorFlow, Keras and kerasdl (the floor).
-3. Peak RSS of `python -m export.run` on a ResNet50 run (the one `accuracy` and `latency`
-   share, see `benchmarks.specs`), with the default formats, and with `--quantize int8`
-   (issue 15: recorded before and after export changes).
+3. Peak RSS of `python -m export.run` on a ResNet50 run, with the default formats and with
+   `--quantize int8`, for this code and for the code before the export memory fixes
+   (issue 15), both trained and exported in this run: `benchmarks.memory_export`.
 
 Each child reports its own peak RSS (`VmHWM` of /proc/self/status; `ru_maxrss` is not used
 because Linux carries the parent's high-water mark across fork+exec into it).
@@ -24,6 +24,7 @@ import os
 import time
 
 from benchmarks import common
+from benchmarks.memory_export import export_peak_rss, module_peak_rss  # noqa: F401 (module_peak_rss: this module's API too)
 
 CHILD = r"""
 import json, resource, sys, tempfile
@@ -45,66 +46,8 @@ print("BENCH_JSON " + json.dumps(payload))
 """
 
 
-# Runs a module as `python -m <module> <arguments>` would, then prints its exit status and
-# its own peak RSS, VmHWM, which covers the whole command (atexit handlers included).
-MODULE_CHILD = r"""
-import json, os, runpy, sys
-module, arguments = json.loads(%r)
-sys.argv = [module, *arguments]
-status = 0
-try:
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
-except SystemExit as exit:
-    status = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
-peak = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0] / 1024.0
-# To file descriptor 1 itself: the module may have closed sys.stdout.
-os.write(1, ("\nBENCH_JSON " + json.dumps({"status": status, "max_rss_mb": peak}) + "\n").encode())
-"""
-# ResNet50 is exported from the run `latency` exports (one training per code version).
-EXPORT_CASE = "resnet50_hymenoptera"
-
-
 def _child(arguments):
     return common.run_python(CHILD % json.dumps(arguments))
-
-
-def module_peak_rss(module, arguments, timeout=3600):
-    """Runs `python -m module *arguments` in a fresh process; returns `{"status", "max_rss_mb"}`.
-
-    Args:
-        module: the module run as `__main__`, e.g. "export.run".
-        arguments: its command-line arguments.
-        timeout: seconds before the child is killed.
-
-    Example:
-        >>> module_peak_rss("export.run", ["runs/resnet50/20261128-011800", "--quantize", "int8"])["max_rss_mb"]
-    """
-    return common.run_python(MODULE_CHILD % json.dumps([module, list(arguments)]), timeout=timeout)
-
-
-def export_peak_rss(rows, notes, floor, quick):
-    """Peak RSS of `python -m export.run` on the shared ResNet50 run, without and with `--quantize int8`."""
-    from benchmarks import specs
-
-    table = specs.specs(quick)
-    if EXPORT_CASE not in table:
-        notes.append(f"resnet50 export peak RSS: skipped, its run ({EXPORT_CASE}) is not in this run's specs (data absent, or a toy run)")
-        return
-    run_dir, _ = specs.train(EXPORT_CASE, table[EXPORT_CASE], log=lambda line: print(line, flush=True))
-    model = table[EXPORT_CASE]["model"]
-    measured = {}
-    with common.temporary_folder("kerasdl-bench-export-") as folder:
-        for label, extra in (("python -m export.run", []), ("python -m export.run --quantize int8", ["--quantize", "int8"])):
-            # The accuracy gate is lifted: a briefly trained ResNet50 must not stop the export
-            # before every step whose memory is measured has run.
-            arguments = [run_dir, "--base", os.path.join(folder, label.replace(" ", "_")), "--max-accuracy-drop", "100", *extra]
-            measured[label] = module_peak_rss("export.run", arguments)
-            if measured[label]["status"] != 0:
-                notes.append(f"{model} {label}: exit status {measured[label]['status']} (peak RSS measured to that point)")
-    plain, quantized = measured["python -m export.run"], measured["python -m export.run --quantize int8"]
-    rows.append(common.row(f"{model} export: python -m export.run", "peak RSS", plain["max_rss_mb"], "MiB", "import tensorflow+keras+kerasdl only", floor["max_rss_mb"], higher_is_better=False))
-    rows.append(common.row(f"{model} export: python -m export.run --quantize int8", "peak RSS", quantized["max_rss_mb"], "MiB", f"{model} export without --quantize", plain["max_rss_mb"], higher_is_better=False))
-    notes.append(f"{model} export: run {run_dir}; default formats; peak RSS is the export process's own VmHWM")
 
 
 def run(quick):
@@ -149,7 +92,7 @@ def run(quick):
         except Exception as error:
             notes.append(f"{model}: {type(error).__name__}: {str(error)[:200]}")
     try:
-        export_peak_rss(rows, notes, floor, quick)
+        export_peak_rss(rows, targets, notes, floor)
     except Exception as error:  # Reported; the training measurements above stand.
         notes.append(f"resnet50 export peak RSS: {type(error).__name__}: {str(error)[:300]}")
     return common.result("memory", started, rows, targets, notes)
