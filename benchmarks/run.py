@@ -38,6 +38,7 @@ BENCHMARKS = {
     "levers": "levers",
     "serving": "serving_bench",
     "robustness": "robustness",
+    "equivalence": "equivalence",
 }
 # Settings of the benchmark itself, recorded with the command.
 VARIABLES = ("KERASDL_BENCH_RUNS", "KERASDL_BENCH_TOY")
