@@ -43,8 +43,8 @@ class DataConfig:
     # 10% validation and 10% test keep enough examples per class on a 1,797-example set.
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
-    # [height, width] for image folders; None keeps the first image's size, which suits
-    # uniformly-sized sets (CIFAR-10 JPEGs); mixed-size photos need an explicit size.
+    # [height, width] for image folders; None keeps the images' own size when the training
+    # images share one (CIFAR-10 JPEGs); photos of mixed sizes stop with a request for one.
     image_size: typing.Optional[list] = None
     # Image channels (1 grey, 3 RGB); None keeps the source's own.
     channels: typing.Optional[int] = None

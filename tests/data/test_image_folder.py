@@ -144,3 +144,19 @@ def test_first_image_bad_does_not_stop_the_size_probe(tmp_path, capsys):
     splits = load_image_folder(tmp_path / "images")
     assert splits.input_shape == (10, 12, 3) and splits.train.size == 6
     assert "00_cut_short.jpg (corrupt image" in capsys.readouterr().out
+
+
+def test_mixed_sizes_without_an_image_size_ask_for_one(tmp_path, shared_data):
+    # Without a size every image took the first one's: hymenoptera's 768x512 gave the CNN 805M parameters.
+    with pytest.raises(DataError) as raised:
+        load_image_folder(shared_data / "hymenoptera")
+    message = str(raised.value)
+    assert "the images differ in size (" in message and "--set data.image_size=[128,128]" in message
+    assert "\n" not in message
+    # One odd size among uniform images is found too; a size set by the user resizes them all.
+    folder = make_folder(tmp_path / "images", per_class=10)
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(folder / "dogs" / "odd.png")
+    with pytest.raises(DataError, match=r"differ in size \(12x10, 30x20\)"):
+        load_image_folder(folder, validation_fraction=0.1, test_fraction=0.1)
+    splits = load_image_folder(folder, image_size=[8, 8], validation_fraction=0.1, test_fraction=0.1)
+    assert splits.input_shape == (8, 8, 3) and splits.train.size + splits.validation.size + splits.test.size == 21
