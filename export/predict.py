@@ -173,11 +173,11 @@ def _file_names(variant):
     return [module.FILES[variant] for module in map(formats.get_format, formats.NAMES) if variant in module.FILES]
 
 
-def format_predictions(labels, probabilities, class_names, top=3):
+def format_predictions(labels, probabilities, class_names, top_k=3):
     """Returns one line per example: the best class and the top probabilities."""
     lines = []
     for label, row in zip(labels, probabilities):
-        order = np.argsort(-row)[:top]
+        order = np.argsort(-row)[:top_k]
         best = ", ".join(f"{class_names[index]} {row[index]:.3f}" for index in order)
         lines.append(f"{label}: {class_names[order[0]]} ({best})")
     return "\n".join(lines)
@@ -223,7 +223,7 @@ def build_parser():
                         help="which artifact of a version folder (default: the SavedModel when present)")
     parser.add_argument("--int8", action="store_true", help="use the int8 variant (model.int8.onnx, ...) of a version folder")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--top", type=int, default=3, help="classes shown per input in text output")
+    parser.add_argument("--top-k", type=int, default=3, help="classes shown per input in text output (serving.client takes the same flag)")
     return parser
 
 
@@ -241,7 +241,7 @@ def main(argv=None):
     if arguments.json:
         print(json.dumps(predictions_json(predictor, arguments.artifact, labels, probabilities), indent=2))
     else:
-        print(format_predictions(labels, probabilities, predictor.class_names, arguments.top))
+        print(format_predictions(labels, probabilities, predictor.class_names, arguments.top_k))
     return 0
 
 

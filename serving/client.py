@@ -303,7 +303,7 @@ def main(argv=None):
     parser.add_argument("--signature", default=None, help="signature name (default: image_bytes for --image, else serving_default)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
     parser.add_argument("--retries", type=int, default=2, help="extra attempts on connection failures")
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=3, help="classes shown per input (export.predict takes the same flag)")
     args = parser.parse_args(argv)
 
     try:

@@ -56,7 +56,7 @@ def test_every_artifact_type_gives_the_keras_answer_on_a_csv(mlp_run, mlp_export
 
 
 def test_text_output_names_the_best_class(mlp_export, features_csv, capsys):
-    assert main([str(mlp_export.version_dir / "model.onnx"), str(features_csv[0]), "--top", "2"]) == 0
+    assert main([str(mlp_export.version_dir / "model.onnx"), str(features_csv[0]), "--top-k", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 5
     assert lines[0].startswith("features.csv:1: ") and lines[0].count(" 0.") == 2
