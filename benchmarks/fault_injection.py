@@ -79,7 +79,8 @@ def kill_training(scenario, folder, log=print):
     """
     folder = Path(folder)
     output = folder / "runs"
-    arguments = [*scenario.arguments, "--output", str(output), "--set", "train.verbose=2"]
+    # The checkpoint is kept so that the harness can check it too (a completed run removes it by default).
+    arguments = [*scenario.arguments, "--output", str(output), "--set", "train.verbose=2", "--set", "train.keep_checkpoint=true"]
     ports = common.free_ports(scenario.workers) if scenario.workers > 1 else None
     kills, problems = [], []
     for index, (point, epoch, *worker) in enumerate(scenario.kills):

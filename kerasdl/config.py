@@ -124,6 +124,11 @@ class TrainConfig:
     plateau_patience: int = 2
     # Stop after 5 epochs without a better validation loss; the best weights are restored.
     early_stopping_patience: int = 5
+    # checkpoints/best.keras serves a run that is interrupted; once the run completes,
+    # model.keras holds the same best weights, so the checkpoint is removed (a ResNet50 run
+    # directory held 94 MB of weights twice). True keeps it (the trained part, for text
+    # models the token-id network, with its optimizer state).
+    keep_checkpoint: bool = False
     # A validation split smaller than this cannot guide early stopping (one example of 10 is
     # 10 points of accuracy), so the epoch is chosen by k-fold cross-validation on
     # train+validation and the model then trains on both (kerasdl.selection). 0 turns it off.

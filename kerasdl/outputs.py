@@ -79,14 +79,14 @@ def write_artifacts(run, metrics):
     metrics["phases"] = run.phases
     metrics.update(quality_keys)
     report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    report.plot_learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
+    report.plot_learning_curves(history, os.path.join(run_dir, "learning_curves.png"), run.phases)
     report.plot_confusion_matrix(metrics["confusion_matrix"], splits.class_names, os.path.join(run_dir, "confusion_matrix.png"))
-    report.write_report(run_dir, config.model_name, splits.description, metrics, history, findings, run.phases if len(run.phases) > 1 else None, **report_arguments)
+    report.write_report(run_dir, config.model_name, splits.description, metrics, history, findings, run.phases if len(run.phases) > 1 else None, checkpoint_kept=config.train.keep_checkpoint, **report_arguments)
     # The lock goes first: with it the run is complete. A kill during the cleanup then leaves
     # files a finished run no longer needs, rather than a locked run without its progress
     # (which the same command would train again from the first epoch).
     rundir.release_lock(run_dir)
-    for leftover in ("backup", "backup_finetune"):
+    for leftover in ("backup", "backup_finetune") + (() if config.train.keep_checkpoint else ("checkpoints",)):
         shutil.rmtree(os.path.join(run_dir, leftover), ignore_errors=True)
     rundir.remove_progress(run_dir)
 

@@ -1,5 +1,6 @@
 import json
 import math
+import numpy
 
 import pytest
 
@@ -204,3 +205,18 @@ def test_metrics_keys_for_the_baseline():
     assert keys["versus_baseline"]["line"] == "kerasdl 0.812 vs baseline 0.795 (+1.7 points)"
     assert baseline_metrics() == {}
     json.dumps(keys)  # metrics.json must hold them
+
+
+def test_learning_curves_mark_the_switch_to_fine_tuning(tmp_path):
+    from PIL import Image
+
+    from kerasdl.report import plot_learning_curves
+
+    history = {"loss": [0.9, 0.6, 0.5, 0.4, 0.35], "val_loss": [1.0, 0.8, 0.7, 0.65, 0.6], "accuracy": [0.5, 0.6, 0.7, 0.8, 0.85]}
+    phases = [{"epochs": 2, "name": "head (frozen base)"}, {"epochs": 3, "name": "fine-tune (top 2 blocks)"}]
+    assert plot_learning_curves(history, tmp_path / "marked.png", phases) == [(2.5, "fine-tune (top 2 blocks)")]
+    assert plot_learning_curves(history, tmp_path / "plain.png") == []
+    assert plot_learning_curves(history, tmp_path / "one_phase.png", phases[:1]) == []
+    marked, plain = (numpy.asarray(Image.open(tmp_path / name).convert("L"), "int16") for name in ("marked.png", "plain.png"))
+    assert marked.shape == plain.shape and numpy.count_nonzero(numpy.abs(marked - plain) > 40) > 100  # the line and its label
+    assert numpy.array_equal(numpy.asarray(Image.open(tmp_path / "one_phase.png")), numpy.asarray(Image.open(tmp_path / "plain.png")))

@@ -5,7 +5,7 @@ import os
 from kerasdl.report.gradient_diagnosis import GRADIENTS_FILE
 
 
-def write_report(run_dir, model_name, description, metrics, history, findings, phases=None, baseline=None, comparison=None, text_stats=None):
+def write_report(run_dir, model_name, description, metrics, history, findings, phases=None, baseline=None, comparison=None, text_stats=None, checkpoint_kept=False):
     """Writes report.md, which ties the run's artifacts together.
 
     Args:
@@ -17,6 +17,7 @@ def write_report(run_dir, model_name, description, metrics, history, findings, p
         phases: the training phases, when there were several.
         baseline, comparison: `kerasdl.baseline.fit_baseline`'s and `compare`'s results, or None.
         text_stats: `kerasdl.baseline.text_statistics` of the training texts, or None.
+        checkpoint_kept: whether `checkpoints/best.keras` stays (`train.keep_checkpoint`).
 
     Example:
     >>> write_report("runs/mlp/x", "mlp", "digits", metrics, history, findings, baseline=baseline, comparison=comparison)
@@ -54,7 +55,8 @@ def write_report(run_dir, model_name, description, metrics, history, findings, p
     for name, values in metrics["per_class"].items():
         lines.append(f"| {name} | {values['precision']:.3f} | {values['recall']:.3f} | {values['support']} |")
     gradients = ", `gradients.csv`" if os.path.isfile(os.path.join(run_dir, GRADIENTS_FILE)) else ""
-    lines += ["", f"Files: `config.yaml`, `model.keras`, `checkpoints/best.keras`, `history.csv`{gradients}, `metrics.json`, `tensorboard/`.", ""]
+    checkpoint = ", `checkpoints/best.keras`" if checkpoint_kept else ""
+    lines += ["", f"Files: `config.yaml`, `model.keras`{checkpoint}, `history.csv`{gradients}, `metrics.json`, `tensorboard/`.", ""]
     with open(os.path.join(run_dir, "report.md"), "w") as handle:
         handle.write("\n".join(lines))
 

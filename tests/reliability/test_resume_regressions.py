@@ -22,7 +22,7 @@ import numpy as np
 
 from training.run import main
 
-ARGUMENTS = ["mlp", "--epochs", "5", "--set", "train.verbose=2", "--set", "train.warmup_epochs=0", "--set", "train.early_stopping_patience=10"]
+ARGUMENTS = ["mlp", "--epochs", "5", "--set", "train.keep_checkpoint=true", "--set", "train.verbose=2", "--set", "train.warmup_epochs=0", "--set", "train.early_stopping_patience=10"]
 
 
 def run_dir_of(output):

@@ -26,7 +26,7 @@ def only_run_dir(output, model):
 
 def test_mlp_trains_on_jax_with_every_callback(cli, tmp_path):
     # train.backend=auto (the default) takes the mlp registry entry's backend, JAX.
-    result = cli("training.run", "mlp", "--epochs", "3", "--output", str(tmp_path), *QUIET)
+    result = cli("training.run", "mlp", "--epochs", "3", "--output", str(tmp_path), "--set", "train.keep_checkpoint=true", *QUIET)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend: jax (the registry entry of mlp says jax)" in result.stdout
     run_dir = only_run_dir(tmp_path, "mlp")

@@ -42,7 +42,7 @@ def test_lstm_on_gunpoint_series(shared_data, tmp_path):
 
 
 def test_text_lstm_on_sst2_lines(shared_data, tmp_path):
-    assert main(["lstm", "--data", str(shared_data / "sst2"), "--epochs", "2", "--output", str(tmp_path), "--set", "data.max_examples=300", "--set", "model.max_tokens=2000", *QUIET]) == 0
+    assert main(["lstm", "--data", str(shared_data / "sst2"), "--epochs", "2", "--output", str(tmp_path), "--set", "data.max_examples=300", "--set", "model.max_tokens=2000", "--set", "train.keep_checkpoint=true", *QUIET]) == 0
     run_dir = run_dir_of(tmp_path, "lstm")
     from kerasdl.artifact import load_model
 

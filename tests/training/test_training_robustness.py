@@ -291,7 +291,7 @@ class ScriptedValidationLoss(keras.callbacks.Callback):
 def test_best_scores_survive_a_restart(monkeypatch, tmp_path):
     """EarlyStopping and ModelCheckpoint keep their best across a restart: model.keras is the best of all epochs."""
     script, weights = [1.0, 0.5, 0.9, 0.8, 0.7, 0.75], {}
-    arguments = ["mlp", "--epochs", "6", "--output", str(tmp_path), "--set", "train.early_stopping_patience=10", *QUIET]
+    arguments = ["mlp", "--epochs", "6", "--output", str(tmp_path), "--set", "train.early_stopping_patience=10", "--set", "train.keep_checkpoint=true", *QUIET]
     add_callbacks(monkeypatch, before=[ScriptedValidationLoss(script, weights)], after=[CrashAt(epoch=3)])
     assert main(arguments) == 130
     monkeypatch.undo()

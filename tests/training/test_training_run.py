@@ -14,7 +14,7 @@ import yaml
 
 from training.run import main
 
-ARTIFACTS = ("config.yaml", "model.keras", "checkpoints/best.keras", "history.csv", "metrics.json", "learning_curves.png", "confusion_matrix.png", "report.md", "data/heldout.json", "data/calibration.npz")
+ARTIFACTS = ("config.yaml", "model.keras", "history.csv", "metrics.json", "learning_curves.png", "confusion_matrix.png", "report.md", "data/heldout.json", "data/calibration.npz")
 
 
 def only_run_dir(output, model):
