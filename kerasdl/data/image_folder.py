@@ -23,6 +23,7 @@ import re
 
 import numpy as np
 
+from kerasdl.data.image_sizes import check_one_size, native_shape
 from kerasdl.data.source import DataError, DataSplits, Split, stratified_split
 
 _JPEG = b"\xff\xd8\xff"
@@ -103,9 +104,9 @@ def load_image_folder(
                 keep = np.sort(rng.permutation(len(files))[:max_examples])
                 parts[name] = (files[keep], labels[keep])
 
-    native_height, native_width, native_channels = _native_shape(parts["train"][0], root)
+    native_height, native_width, native_channels = native_shape(parts["train"][0], root)
     if not image_size:
-        _check_one_size(np.concatenate([part_files for part_files, _ in parts.values()]), (native_height, native_width), root)
+        check_one_size(np.concatenate([part_files for part_files, _ in parts.values()]), (native_height, native_width), root)
     height, width = image_size if image_size else (native_height, native_width)
     channels = channels or native_channels
     parts = _drop_undecodable(parts, (int(height), int(width)), channels, on_bad_file, bad, root)
@@ -234,53 +235,6 @@ def _check_header(path):
     if head.startswith(_JPEG) or head.startswith(_PNG):
         return None
     return "not a JPEG or PNG image"
-
-
-def _native_shape(files, root):
-    """`(height, width, channels)` of the first file that decodes (channels 1 for grey, else 3)."""
-    import tensorflow as tf
-
-    for path in files:
-        try:
-            image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-            continue  # A bad file: the pre-check names it.
-        height, width, channels = (int(size) for size in image.shape)
-        return height, width, 1 if channels <= 2 else 3
-    raise DataError(f"{root}: none of the training images decodes; check the files (e.g. open a few in an image viewer)")
-
-
-# Image headers read to tell a uniformly-sized set (CIFAR-10, MNIST) from mixed photos: 64
-# evenly spaced files take milliseconds and catch any set whose sizes vary more than rarely.
-_SIZE_SAMPLE = 64
-
-
-def _check_one_size(files, native_size, root):
-    """Fails in one line when the images differ in size and no `data.image_size` is set.
-
-    Without a size every image takes the first one's; for mixed photos that is an accident
-    (hymenoptera's first photo, 768x512, gave the CNN 805M parameters), so the user picks one.
-
-    Args:
-        files: the files of every split.
-        native_size: `(height, width)` of the first image that decodes.
-        root: the data folder, for the message.
-    """
-    from PIL import Image
-
-    sizes = {tuple(native_size)}
-    for path in files[np.linspace(0, len(files) - 1, min(len(files), _SIZE_SAMPLE)).astype(int)]:
-        try:
-            with Image.open(path) as image:  # Reads the header only.
-                sizes.add((image.height, image.width))
-        except Exception:  # noqa: BLE001 - an unreadable file is the pre-check's to name.
-            continue
-    if len(sizes) > 1:
-        shown = ", ".join(f"{width}x{height}" for height, width in sorted(sizes)[:3])
-        raise DataError(
-            f"{root}: the images differ in size ({shown}{', ...' if len(sizes) > 3 else ''}); "
-            "set one size for all of them, e.g. --set data.image_size=[128,128] (the model resizes to it inside too)"
-        )
 
 
 def _drop_undecodable(parts, image_size, channels, on_bad_file, bad, root):
