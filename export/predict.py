@@ -7,11 +7,14 @@
     python -m export.predict exports/gru/1 --format litert --int8 series.csv
 
 Inputs by modality:
-- image: image files, or folders of them (JPEG/PNG/BMP/GIF).
+- image: image files, or folders of them (JPEG/PNG/BMP/GIF), searched recursively.
 - text: the texts themselves, or `.txt` files with one text a line.
 - features: CSV files, one example a row (a non-numeric first row is a header).
 - sequence: CSV files, one series a row, time-major (`t0f0, t0f1, ..., t1f0, ...`);
-  shorter rows are zero-padded to the longest, as the models expect.
+  shorter rows are zero-padded to the longest, as the models expect; or UCR files
+  (`ECG200_TEST.txt`: the class label first), whose labels are printed beside the
+  predictions with the accuracy (`--label-column`).
+Folders stand for the files under them, recursively, in sorted order.
 
 An exported artifact is loaded by its format module (`export.formats.<name>.load`).
 The ONNX and LiteRT paths import no TensorFlow (an edge box has a runtime,
@@ -27,7 +30,7 @@ import numpy as np
 
 from export import formats
 from export.errors import ExportError
-from export.inputs import ImageFile, read_inputs
+from export.inputs import LABEL_COLUMNS, ImageFile, read_labelled_inputs
 from export.publish import existing_versions
 from export.cli import OneLineParser, quiet_libraries
 from kerasdl.runtime import ArtifactError, pad_sequences
@@ -173,19 +176,38 @@ def _file_names(variant):
     return [module.FILES[variant] for module in map(formats.get_format, formats.NAMES) if variant in module.FILES]
 
 
-def format_predictions(labels, probabilities, class_names, top_k=3):
-    """Returns one line per example: the best class and the top probabilities."""
+def format_predictions(labels, probabilities, class_names, top_k=3, truths=None):
+    """Returns one line per example: the best class and the top probabilities (and the true label, when known).
+
+    Example:
+    >>> format_predictions(["a.csv:1"], np.array([[0.2, 0.8]]), ["-1", "1"], truths=["-1"])
+    'a.csv:1: 1 (1 0.800, -1 0.200) true -1\naccuracy 0.000 (0 of 1 labelled inputs)'
+    """
     lines = []
-    for label, row in zip(labels, probabilities):
+    truths = truths or [None] * len(labels)
+    for label, row, truth in zip(labels, probabilities, truths):
         order = np.argsort(-row)[:top_k]
         best = ", ".join(f"{class_names[index]} {row[index]:.3f}" for index in order)
-        lines.append(f"{label}: {class_names[order[0]]} ({best})")
+        lines.append(f"{label}: {class_names[order[0]]} ({best})" + ("" if truth is None else f" true {truth}"))
+    score = accuracy(probabilities, class_names, truths)
+    if score is not None:
+        lines.append(f"accuracy {score['accuracy']:.3f} ({score['correct']} of {score['labelled']} labelled inputs)")
     return "\n".join(lines)
 
 
-def predictions_json(predictor, artifact, labels, probabilities):
-    """Returns the JSON-ready dict that `--json` prints."""
-    return {
+def accuracy(probabilities, class_names, truths):
+    """`{"accuracy", "correct", "labelled"}` over the examples with a true label; None when none has one."""
+    pairs = [(class_names[int(np.argmax(row))], str(truth)) for row, truth in zip(probabilities, truths or []) if truth is not None]
+    if not pairs:
+        return None
+    correct = sum(predicted == truth for predicted, truth in pairs)
+    return {"accuracy": correct / len(pairs), "correct": correct, "labelled": len(pairs)}
+
+
+def predictions_json(predictor, artifact, labels, probabilities, truths=None):
+    """Returns the JSON-ready dict that `--json` prints (`true_label` and `accuracy` where inputs carry labels)."""
+    truths = truths or [None] * len(labels)
+    answer = {
         "artifact": str(artifact),
         "format": predictor.kind,
         "modality": predictor.modality,
@@ -196,10 +218,15 @@ def predictions_json(predictor, artifact, labels, probabilities):
                 "class_id": int(np.argmax(row)),
                 "class_name": predictor.class_names[int(np.argmax(row))],
                 "probabilities": {name: float(value) for name, value in zip(predictor.class_names, row)},
+                **({} if truth is None else {"true_label": truth}),
             }
-            for label, row in zip(labels, probabilities)
+            for label, row, truth in zip(labels, probabilities, truths)
         ],
     }
+    score = accuracy(probabilities, predictor.class_names, truths)
+    if score is not None:
+        answer["accuracy"] = score
+    return answer
 
 
 def _stack(predictor, examples):
@@ -218,10 +245,15 @@ def _text_of(item):
 def build_parser():
     parser = OneLineParser(prog="python -m export.predict", description="Classify inputs with a .keras file or an exported artifact (SavedModel, ONNX, ...).")
     parser.add_argument("artifact", help="a .keras file, an .onnx file, a version folder (exports/<name>/<N>) or exports/<name>")
-    parser.add_argument("inputs", nargs="+", help="image files/folders, texts (or .txt files), or CSV files")
+    parser.add_argument("inputs", nargs="+", help="image files, texts (or .txt files), CSV or UCR files, or folders of them (searched recursively)")
     parser.add_argument("--format", choices=list(formats.NAMES), default=None, dest="artifact_format",
                         help="which artifact of a version folder (default: the SavedModel when present)")
     parser.add_argument("--int8", action="store_true", help="use the int8 variant (model.int8.onnx, ...) of a version folder")
+    parser.add_argument("--label-column", choices=LABEL_COLUMNS, default="auto",
+                        help="series files: 'first' reads the first column as the class label (UCR layout) and prints it "
+                             "beside each prediction, with the accuracy, rather than dropping it, since a labelled file "
+                             "is a test set; 'none' reads every column as a value; 'auto' (default) takes UCR-named "
+                             "files (<Name>_TRAIN/_TEST) as 'first', .csv/.tsv as 'none', and asks for the flag otherwise")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--top-k", type=int, default=3, help="classes shown per input in text output (serving.client takes the same flag)")
     return parser
@@ -233,15 +265,16 @@ def main(argv=None):
     quiet_libraries()
     try:
         predictor = load_predictor(arguments.artifact, arguments.artifact_format, arguments.int8)
-        examples, labels = read_inputs(arguments.inputs, predictor.modality, predictor.input_shape)
+        examples, labels, truths = read_labelled_inputs(arguments.inputs, predictor.modality, predictor.input_shape,
+                                                        arguments.label_column)
         probabilities = predictor.predict(examples)
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if arguments.json:
-        print(json.dumps(predictions_json(predictor, arguments.artifact, labels, probabilities), indent=2))
+        print(json.dumps(predictions_json(predictor, arguments.artifact, labels, probabilities, truths), indent=2))
     else:
-        print(format_predictions(labels, probabilities, predictor.class_names, arguments.top_k))
+        print(format_predictions(labels, probabilities, predictor.class_names, arguments.top_k, truths))
     return 0
 
 

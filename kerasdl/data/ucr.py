@@ -108,6 +108,25 @@ def _find_files(path):
     return path, None
 
 
+# A UCR archive file by its name: `<Name>_TRAIN` or `<Name>_TEST`, with or without an extension.
+UCR_FILE_NAME = re.compile(r"^.+_(TRAIN|TEST)(\.[A-Za-z]+)?$")
+
+
+def read_ucr_file(path, encoding=None):
+    """Reads one UCR-layout file (class label first, then the values) as `(labels, series)`.
+
+    The loader's own parser, for other readers of labelled series (`export.predict`):
+    labels are written compactly ("-1.0000000e+00" becomes "-1", as class names are),
+    series are 1-D float32 arrays with UCR's trailing NaN padding dropped.
+
+    Example:
+    >>> labels, series = read_ucr_file("../shared/data/ucr/ECG200_TEST.txt")
+    >>> labels[0], series[0].shape
+    ('1', (96,))
+    """
+    return _read(os.fspath(path), encoding)
+
+
 def _read(path, encoding=None):
     """Returns `(labels, series)`: label strings and 1-D float32 arrays, trailing NaN dropped."""
     text, _ = read_text(path, encoding)

@@ -15,7 +15,7 @@ from concurrent import futures
 
 from serving import protos
 from serving.edge.errors import InvalidInput, ResourceExhausted, status_of
-from serving.edge.metadata import signature_def_map
+from serving.edge.metadata import served_file, signature_def_map
 from serving.edge.quiet import filtered_stderr
 
 LOGGER = logging.getLogger("serving.edge")
@@ -205,6 +205,11 @@ class _PredictionService(_Base):
             response = self.modules.get_model_metadata_pb2.GetModelMetadataResponse()
             _fill_spec(response.model_spec, name, resolved_version)
             response.metadata["signature_def"].Pack(signature_def_map(backend))
+            if served_file(backend) is not None:
+                # The ONNX file served (--onnx-variant), as a StringValue beside the signatures.
+                from google.protobuf import wrappers_pb2
+
+                response.metadata["model_file"].Pack(wrappers_pb2.StringValue(value=served_file(backend)))
             return response
 
         return self._call("GetModelMetadata", context, request.model_spec.name, metadata)

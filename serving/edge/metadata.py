@@ -2,7 +2,9 @@
 
 A SavedModel's own SignatureDefs are returned unchanged (tensor names, method
 names, `__saved_model_init_op` and all), as TF Serving returns them; for an
-ONNX model they are built from the backend's signatures.
+ONNX model they are built from the backend's signatures, and the metadata map
+also holds `model_file` (`model.onnx` or `model.int8.onnx`, per `--onnx-variant`):
+TF Serving's map is open to more keys, and clients read `signature_def` only.
 """
 
 from serving import protos
@@ -39,7 +41,15 @@ def metadata_json(model, version, backend):
     signatures = json_format.MessageToDict(
         signature_def_map(backend), preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    metadata = {"signature_def": signatures}
+    if served_file(backend) is not None:
+        metadata["model_file"] = served_file(backend)
     return {
         "model_spec": {"name": model, "signature_name": "", "version": str(version)},
-        "metadata": {"signature_def": signatures},
+        "metadata": metadata,
     }
+
+
+def served_file(backend):
+    """The ONNX file an ONNX backend serves (`model.onnx`, `model.int8.onnx`); None for a SavedModel."""
+    return getattr(backend, "model_file", None)

@@ -22,6 +22,8 @@ from serving.edge.errors import InvalidInput, NotFound
 LOGGER = logging.getLogger("serving.edge")
 
 BACKENDS = ("auto", "onnx", "savedmodel")
+# `--onnx-variant`: the file an ONNX version is served from (export writes model.int8.onnx with --quantize int8).
+ONNX_VARIANTS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 
 
 def version_model_file(folder, backend):
@@ -35,12 +37,25 @@ def version_model_file(folder, backend):
     return "onnx" if has_onnx else ("savedmodel" if has_savedmodel else None)
 
 
-def load_backend(folder, kind, threads=None):
-    """Loads one version folder with the "onnx" or "savedmodel" backend."""
-    if kind == "onnx":
-        from serving.edge.backends.onnx import OnnxBackend
+def onnx_model_file(folder, variant):
+    """Returns `(file name, missing)`: the ONNX file to serve for `variant` ("fp32" or "int8").
 
-        return OnnxBackend(folder, threads=threads)
+    A version without `model.int8.onnx` (export leaves it out when int8 fails its accuracy
+    gate, and the GRU has none) is served from `model.onnx`; `missing` is then True, so
+    that the caller can say so.
+    """
+    wanted = ONNX_VARIANTS[variant]
+    if os.path.isfile(os.path.join(folder, wanted)):
+        return wanted, False
+    return ONNX_VARIANTS["fp32"], True
+
+
+def load_backend(folder, kind, threads=None, model_file=None):
+    """Loads one version folder with the "onnx" or "savedmodel" backend (`model_file`: the ONNX file)."""
+    if kind == "onnx":
+        from serving.edge.backends.onnx import MODEL_FILE, OnnxBackend
+
+        return OnnxBackend(folder, threads=threads, model_file=model_file or MODEL_FILE)
     from serving.edge.backends.savedmodel import SavedModelBackend
 
     return SavedModelBackend(folder, threads=threads)
@@ -55,6 +70,8 @@ class ModelRepository:
         labels: `{model: {label: version}}` version labels.
         threads: ONNX Runtime intra-op threads per model.
         metrics: a `Metrics` that counts loads and failed loads (optional).
+        onnx_variant: "fp32" serves `model.onnx`; "int8" serves `model.int8.onnx` of every
+            version that has one and `model.onnx` (with one log line) of the others.
 
     Example:
     >>> repository = ModelRepository("exports/")
@@ -62,9 +79,14 @@ class ModelRepository:
     >>> version, backend = repository.resolve("cnn")
     """
 
-    def __init__(self, base_path, backend="auto", labels=None, threads=None, metrics=None):
+    def __init__(self, base_path, backend="auto", labels=None, threads=None, metrics=None, onnx_variant="fp32"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if onnx_variant not in ONNX_VARIANTS:
+            raise ValueError(f"--onnx-variant must be one of {', '.join(ONNX_VARIANTS)}, got {onnx_variant!r}")
+        if backend == "savedmodel" and onnx_variant != "fp32":
+            raise ValueError("--onnx-variant picks the ONNX file; --backend savedmodel serves no ONNX (use --backend onnx or auto)")
+        self.onnx_variant = onnx_variant
         self.base_path = os.path.abspath(os.fspath(base_path))
         if not os.path.isdir(self.base_path):
             raise ValueError(f"export base path {self.base_path} is not a folder; export a model first (python -m export.run)")
@@ -105,8 +127,12 @@ class ModelRepository:
                 if version in current:
                     continue
                 started = time.monotonic()
+                model_file, missing = onnx_model_file(path, self.onnx_variant) if kind == "onnx" else (None, False)
+                if missing and (name, version) not in self._errors:
+                    LOGGER.warning(json.dumps({"event": "variant_missing", "model": name, "version": version,
+                                               "wanted": ONNX_VARIANTS[self.onnx_variant], "serving": model_file}))
                 try:
-                    backend = load_backend(path, kind, self.threads)
+                    backend = load_backend(path, kind, self.threads, model_file)
                 except Exception as error:  # A broken or half-copied version must not stop the server.
                     message = f"{type(error).__name__}: {error}".splitlines()[0]
                     if self.metrics is not None and self._errors.get((name, version)) is None:
@@ -128,6 +154,7 @@ class ModelRepository:
                             "model": name,
                             "version": version,
                             "backend": backend.kind,
+                            "model_file": getattr(backend, "model_file", None),
                             "load_ms": round((time.monotonic() - started) * 1000, 1),
                         }
                     )

@@ -2,7 +2,7 @@
 
 Usage:
     python -m serving.edge exports/ [--port 8501] [--grpc-port 8500] [--host 127.0.0.1]
-        [--backend onnx|savedmodel|auto] [--max-batch-size 32] [--batch-timeout-ms 0]
+        [--backend onnx|savedmodel|auto] [--onnx-variant fp32|int8] [--max-batch-size 32] [--batch-timeout-ms 0]
         [--no-batching] [--max-body-bytes N] [--max-elements N] [--max-batch-queues 32]
         [--poll-seconds 2] [--label cnn:stable=1] [--threads N] [--workers 1]
 
@@ -21,7 +21,7 @@ import sys
 from serving.edge import workers
 from serving.edge.batching import DEFAULT_BATCH_TIMEOUT_S, DEFAULT_MAX_QUEUES
 from serving.edge.metrics import Metrics
-from serving.edge.repository import BACKENDS, ModelRepository
+from serving.edge.repository import BACKENDS, ONNX_VARIANTS, ModelRepository
 from serving.edge.service import DEFAULT_MAX_ELEMENTS, EdgeService, check_settings
 from serving.labels import EVERY_MODEL, parse_labels
 
@@ -55,16 +55,19 @@ def build_server(
     max_elements=DEFAULT_MAX_ELEMENTS,
     max_batch_queues=DEFAULT_MAX_QUEUES,
     reuse_port=False,
+    onnx_variant="fp32",
 ):
     """Loads the models and returns `(service, app, grpc_server_or_None, grpc_port)`; nothing listens yet.
 
-    `reuse_port` lets other processes bind the same gRPC port (`--workers`).
+    `reuse_port` lets other processes bind the same gRPC port (`--workers`); `onnx_variant`
+    "int8" serves `model.int8.onnx` where a version has one (`ModelRepository`).
 
     Example:
     >>> service, app, grpc_server, port = build_server("exports/", grpc_port=0)
     """
     metrics = Metrics()
-    repository = ModelRepository(base_path, backend=backend, labels=_LabelView(labels or {}), threads=threads, metrics=metrics)
+    repository = ModelRepository(base_path, backend=backend, labels=_LabelView(labels or {}), threads=threads, metrics=metrics,
+                                 onnx_variant=onnx_variant)
     service = EdgeService(
         repository,
         batching=batching,
@@ -93,6 +96,12 @@ def main(argv=None):
     parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (TF Serving's is 8500); -1 disables gRPC")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind; loopback unless you mean to expose it")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX when model.onnx exists, else the SavedModel")
+    parser.add_argument("--onnx-variant", choices=sorted(ONNX_VARIANTS), default=None,
+                        help="which ONNX file to serve (default fp32: model.onnx); int8 serves model.int8.onnx "
+                             "(export --quantize int8) of every version that has one, and model.onnx, with one "
+                             "log line naming the version, of those without it (export leaves int8 out when it "
+                             "fails the accuracy gate, so refusing would take the model offline); the metadata "
+                             "answer's model_file says which; an error with --backend savedmodel")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-ms", type=float, default=DEFAULT_BATCH_TIMEOUT_S * 1000,
                         help="how long a batch may wait for more requests; 0 (TF Serving's default) batches only what queues while the model is busy")
@@ -144,6 +153,7 @@ def main(argv=None):
             max_elements=args.max_elements,
             max_batch_queues=args.max_batch_queues,
             reuse_port=worker,
+            onnx_variant=args.onnx_variant or "fp32",
         )
         rest_socket = workers.rest_socket(args.host, args.port, reuse_port=worker)
     except (ValueError, OSError) as error:
@@ -165,6 +175,7 @@ def main(argv=None):
                 "grpc": f"{args.host}:{grpc_port}" if grpc_server is not None else None,
                 "models": {name: service.repository.versions(name) for name in service.repository.model_names()},
                 "batching": not args.no_batching,
+                "onnx_variant": args.onnx_variant or "fp32",
             }
         )
     )
@@ -183,7 +194,9 @@ def _check(args):
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     labels = parse_labels(args.label)
-    ModelRepository(args.base_path, backend=args.backend)
+    if args.onnx_variant is not None and args.backend == "savedmodel":
+        raise ValueError("--onnx-variant picks the ONNX file; --backend savedmodel serves no ONNX (use --backend onnx or auto)")
+    ModelRepository(args.base_path, backend=args.backend, onnx_variant=args.onnx_variant or "fp32")
     check_settings(args.max_elements, args.max_batch_queues, args.max_batch_size, args.batch_timeout_ms / 1000.0)
     return labels
 

@@ -46,6 +46,7 @@ class OnnxBackend:
 
     def __init__(self, folder, threads=None, model_file=MODEL_FILE):
         self.folder = os.fspath(folder)
+        self.model_file = model_file  # Said in the metadata answer and the load log (--onnx-variant).
         # Requests run concurrently from several threads; one inter-op thread per run is enough.
         self.runner = OnnxRunner(os.path.join(self.folder, model_file), threads=threads, inter_op_threads=1)
         self.metadata = self.runner.metadata
