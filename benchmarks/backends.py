@@ -8,7 +8,7 @@ on TensorFlow on a CPU), at steps_per_execution 1 and 16:
 
 - `mlp`: MNIST 28x28 flattened to 784-feature vectors;
 - `cnn`: CIFAR-10 JPEGs, 32x32x3;
-- `lstm`, `gru`: GunPoint series, 150 steps (train split tiled);
+- `lstm`, `gru`, `fcn`: GunPoint series, 150 steps (train split tiled);
 - `text_lstm`, `text_gru`: SST-2 sentences (the lstm/gru entries on text);
 - `bert`: SST-2 sentences, BERT-Tiny's shape (2 layers, hidden 128) at 64 tokens.
 
@@ -49,6 +49,7 @@ CASES = {
     "cnn": ("cnn", "image", {}),
     "lstm": ("lstm", "sequence", {}),
     "gru": ("gru", "sequence", {}),
+    "fcn": ("fcn", "sequence", {}),
     "text_lstm": ("lstm", "text", {}),
     "text_gru": ("gru", "text", {}),
     "bert": ("bert", "text", {"sequence_length": 64}),
@@ -110,7 +111,7 @@ def prepare_data(folder, quick, cases):
             train, test = slice(0, sizes["cnn"]), slice(sizes["cnn"], None)
             cut = max(1, sizes["cnn"] // 10)
             paths["cnn"] = _write(folder, "cnn", x[train][cut:], y[train][cut:], x[train][:cut], y[train][:cut], x[test], y[test])
-    series_cases = [case for case in ("lstm", "gru") if case in cases]
+    series_cases = [case for case in ("lstm", "gru", "fcn") if case in cases]
     if series_cases and common.data_path("ucr", "GunPoint_TRAIN.txt"):
         from kerasdl.data.pipeline import take_examples
         from kerasdl.data.ucr import load_ucr

@@ -71,6 +71,17 @@ CASES = {
     "coffee_before": ("lstm", UCR + ("Coffee",), BEFORE),
     "coffee_steps": ("lstm", UCR + ("Coffee",), ("train.min_validation_examples=0",)),
     "coffee_new": ("lstm", UCR + ("Coffee",), ()),
+    # Series: the FCN (Wang et al. 2017) beside the default LSTM, and what its defaults replaced
+    # (Adam's usual 1e-3; Keras' batch-norm momentum 0.99; half the paper's widths at 1,000 steps).
+    "gunpoint_fcn": ("fcn", UCR + ("GunPoint",), ()),
+    "ecg200_fcn": ("fcn", UCR + ("ECG200",), ()),
+    "coffee_fcn": ("fcn", UCR + ("Coffee",), ()),
+    "gunpoint_fcn_lr_1e-3": ("fcn", UCR + ("GunPoint",), ("train.learning_rate=1e-3",)),
+    "ecg200_fcn_lr_1e-3": ("fcn", UCR + ("ECG200",), ("train.learning_rate=1e-3",)),
+    "coffee_fcn_lr_1e-3": ("fcn", UCR + ("Coffee",), ("train.learning_rate=1e-3",)),
+    "ecg200_fcn_momentum_099": ("fcn", UCR + ("ECG200",), ("model.batch_norm_momentum=0.99",)),
+    "ecg200_fcn_half_width": ("fcn", UCR + ("ECG200",), ("model.filters=[64,128,64]", "train.min_steps=1000")),
+    "coffee_fcn_half_width": ("fcn", UCR + ("Coffee",), ("model.filters=[64,128,64]", "train.min_steps=1000")),
     # Text: the step budget, then the regularization of the text LSTM.
     "sst2_300_before": ("lstm", ("sst2",), ("data.max_examples=300",) + BEFORE),
     "sst2_300_new": ("lstm", ("sst2",), ("data.max_examples=300",)),
@@ -116,9 +127,13 @@ DECISIONS = {
     ],
     "augment (pad + crop for <= 64 px)": ["cifar2000_affine", "cifar2000_new", "cifar2000_no_augment", "mnist1800_new", "mnist1800_no_flip", "mnist1800_no_augment"],
     "cnn dropout": ["cifar2000_new", "cifar2000_dropout_03"],
+    "fcn defaults (learning rate 3e-4, 500 steps, batch-norm momentum 0.9, the paper's widths)": [
+        "gunpoint_fcn", "ecg200_fcn", "coffee_fcn", "gunpoint_fcn_lr_1e-3", "ecg200_fcn_lr_1e-3", "coffee_fcn_lr_1e-3",
+        "ecg200_fcn_momentum_099", "ecg200_fcn_half_width", "coffee_fcn_half_width",
+    ],
 }
-# The cases --quick runs: the new defaults on every set.
-QUICK = ("gunpoint_new", "ecg200_new", "coffee_new", "sst2_300_new", "cifar2000_new", "mnist1800_new")
+# The cases --quick runs: the new defaults on every set, and the FCN beside the LSTM on the UCR sets.
+QUICK = ("gunpoint_new", "ecg200_new", "coffee_new", "gunpoint_fcn", "ecg200_fcn", "coffee_fcn", "sst2_300_new", "cifar2000_new", "mnist1800_new")
 
 # Runs in a fresh process: the case's CPU time is that process's alone.
 _CHILD = r"""

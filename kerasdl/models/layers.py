@@ -1,5 +1,5 @@
-"""Layers the builders share: per-feature and per-series standardization, the recurrent stack, ResNet's Caffe
-preprocessing, the n-gram MLP's TF-IDF weighting.
+"""Layers the builders share: per-feature and per-series standardization, the recurrent stack, the padding mask
+of convolutional series models, ResNet's Caffe preprocessing, the n-gram MLP's TF-IDF weighting.
 
 This is the one module under `kerasdl/models` that imports Keras at import
 time: it defines Keras layer classes, which must be registered before a saved
@@ -175,6 +175,58 @@ class SeriesStandardization(keras.layers.Layer):
         config = super().get_config()
         config["epsilon"] = self.epsilon
         return config
+
+
+@keras.saving.register_keras_serializable(package="kerasdl")
+class PaddingMask(keras.layers.Layer):
+    """The valid steps of zero-padded series: bool `[batch, T]`, False where every feature is exactly 0.0.
+
+    What `keras.layers.Masking(0.0)` computes, as a tensor that a convolutional network can
+    pass to its layers explicitly (a `Conv1D` drops an attached Keras mask). A series with no
+    valid step at all (all zeros) counts as a series of zeros, every step valid, so that its
+    masked mean divides by its length instead of by 0.
+
+    Example:
+    >>> PaddingMask(name="padding_mask")(numpy.array([[[1.0], [0.0]], [[0.0], [0.0]]], "float32"))
+    >>> # -> [[True, False], [True, True]]
+    """
+
+    def call(self, inputs):
+        valid = keras.ops.any(keras.ops.not_equal(inputs, 0.0), axis=-1)
+        empty = keras.ops.logical_not(keras.ops.any(valid, axis=1, keepdims=True))
+        return keras.ops.logical_or(valid, empty)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs.shape[:-1], dtype="bool")
+
+
+@keras.saving.register_keras_serializable(package="kerasdl")
+class ZeroPaddedSteps(keras.layers.Layer):
+    """Sets the padded steps (`mask` False) of `[batch, T, C]` to 0.0, as a 'same' convolution pads beyond the end.
+
+    After each convolution block of a network on zero-padded series: the next convolution then
+    reads zeros after a series' last valid step whether the batch was padded or not, so the
+    valid steps' outputs do not depend on the padding (`kerasdl.models.fcn`).
+
+    Example:
+    >>> ZeroPaddedSteps()(numpy.ones((1, 2, 1), "float32"), mask=numpy.array([[True, False]]))  # -> [[[1.0], [0.0]]]
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return inputs
+        return inputs * keras.ops.expand_dims(keras.ops.cast(mask, inputs.dtype), -1)
+
+    def compute_mask(self, inputs, mask=None):
+        # The mask is consumed here: the convolution after it drops (and warns about) an attached one.
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")

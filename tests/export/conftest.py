@@ -164,6 +164,29 @@ def gru_run(tmp_path_factory):
     return write_run(tmp_path_factory.mktemp("gru") / "run", model, metadata, (x[64:], y[64:]), (x[:64], y[:64]))
 
 
+@pytest.fixture(scope="session")
+def fcn_run(tmp_path_factory):
+    """A tiny FCN (convolutions, masked pooling) on zero-padded series of variable length (rising vs falling)."""
+    import keras
+
+    from kerasdl.models.fcn import fcn
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(2)
+    count, steps = 96, 12
+    y = rng.integers(0, 2, size=count)
+    x = np.zeros((count, steps, 1), "float32")
+    for index in range(count):
+        length = int(rng.integers(4, steps + 1))
+        x[index, :length, 0] = 2.0 + np.linspace(0, 1, length) * (1 if y[index] else -1) + rng.normal(0, 0.05, length)
+    model = fcn(input_shape=(None, 1), num_classes=2, filters=(8, 16, 8))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:64], y[:64], epochs=5, batch_size=16, verbose=0)
+    metadata = {"model": "fcn", "modality": "sequence", "class_names": ["falling", "rising"],
+                "input": {"shape": [None, 1], "dtype": "float32"}, "output": "logits"}
+    return write_run(tmp_path_factory.mktemp("fcn") / "run", model, metadata, (x[64:], y[64:]), (x[:64], y[:64]))
+
+
 def sst2_lines(split, count):
     """Returns `(sentences, labels)`: the first `count` lines of a real SST-2 file."""
     sentences, labels = [], []

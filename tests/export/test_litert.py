@@ -16,7 +16,7 @@ import pytest
 from export import formats
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-RUNS = ["mlp_run", "cnn_run", "lstm_run", "gru_run", "text_lstm_run", "bert_run"]
+RUNS = ["mlp_run", "cnn_run", "lstm_run", "gru_run", "fcn_run", "text_lstm_run", "bert_run"]
 
 
 @pytest.fixture(scope="session")
