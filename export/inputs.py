@@ -203,16 +203,7 @@ def _plain_series_rows(path):
 
     text, _ = read_text(path)
     delimiter = series_delimiter(path, text)
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = split_series_line(line, delimiter)
-        if not fields:
-            continue
-        try:
-            yield [float(field) for field in fields]
-        except ValueError:
-            if number == 1:
-                continue  # A header row.
-            raise ExportError(f"{path}:{number}: not a row of numbers") from None
+    yield from _number_rows(path, (split_series_line(line, delimiter) for line in text.splitlines()))
 
 
 def csv_rows(path):
@@ -221,13 +212,18 @@ def csv_rows(path):
     # bytes that are not UTF-8 cannot be numbers, so replacing them leaves the row errors exact.
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
         delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
-        for number, row in enumerate(csv.reader(handle, delimiter=delimiter)):
-            cells = [cell.strip() for cell in row if cell.strip()]
-            if not cells:
-                continue
-            try:
-                yield [float(cell) for cell in cells]
-            except ValueError:
-                if number == 0:
-                    continue  # A header row.
-                raise ExportError(f"{path}:{number + 1}: not a row of numbers") from None
+        cells = ([cell.strip() for cell in row if cell.strip()] for row in csv.reader(handle, delimiter=delimiter))
+        yield from _number_rows(path, cells)
+
+
+def _number_rows(path, lines):
+    """Yields each non-empty line's fields as floats; a non-numeric first line is a header, a later one an error."""
+    for number, fields in enumerate(lines, start=1):
+        if not fields:
+            continue
+        try:
+            yield [float(field) for field in fields]
+        except ValueError:
+            if number == 1:
+                continue  # A header row.
+            raise ExportError(f"{path}:{number}: not a row of numbers") from None

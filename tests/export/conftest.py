@@ -44,14 +44,32 @@ def write_run(run_dir, model, metadata, validation, calibration, config=None):
     return run_dir
 
 
-def _fit(model, x, y, epochs, learning_rate=0.01):
+def _fit(model, x, y, epochs, learning_rate=0.01, batch_size=32):
     import keras
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
+
+
+def _rising_or_falling(seed, count, steps, shortest, noise=0.0):
+    """`(x [count, steps, 1], y)`: zero-padded ramps around 2.0 of random length, rising (1) or falling (0)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=count)
+    x = np.zeros((count, steps, 1), "float32")
+    for index in range(count):
+        length = int(rng.integers(shortest, steps + 1))
+        ramp = 2.0 + np.linspace(0, 1, length) * (1 if y[index] else -1)
+        x[index, :length, 0] = ramp + rng.normal(0, noise, length) if noise else ramp
+    return x, y
+
+
+# The numeric recurrent and convolutional fixtures' metadata: one feature, rising vs falling.
+def _series_metadata(model_name):
+    return {"model": model_name, "modality": "sequence", "class_names": ["falling", "rising"],
+            "input": {"shape": [None, 1], "dtype": "float32"}, "output": "logits"}
 
 
 @pytest.fixture(scope="session")
@@ -148,20 +166,11 @@ def gru_run(tmp_path_factory):
     from kerasdl.models.gru import gru
 
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(1)
-    count, steps = 96, 10
-    y = rng.integers(0, 2, size=count)
-    x = np.zeros((count, steps, 1), "float32")
-    for index in range(count):
-        length = int(rng.integers(3, steps + 1))
-        x[index, :length, 0] = 2.0 + np.linspace(0, 1, length) * (1 if y[index] else -1)
+    x, y = _rising_or_falling(seed=1, count=96, steps=10, shortest=3)
     model = gru(input_shape=(None, 1), num_classes=2, hidden_size=8, dropout_rate=0.0,
                 normalization_mean=[2.0], normalization_variance=[0.2])
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x[:64], y[:64], epochs=3, batch_size=32, verbose=0)
-    metadata = {"model": "gru", "modality": "sequence", "class_names": ["falling", "rising"],
-                "input": {"shape": [None, 1], "dtype": "float32"}, "output": "logits"}
-    return write_run(tmp_path_factory.mktemp("gru") / "run", model, metadata, (x[64:], y[64:]), (x[:64], y[:64]))
+    _fit(model, x[:64], y[:64], epochs=3)
+    return write_run(tmp_path_factory.mktemp("gru") / "run", model, _series_metadata("gru"), (x[64:], y[64:]), (x[:64], y[:64]))
 
 
 @pytest.fixture(scope="session")
@@ -172,19 +181,10 @@ def fcn_run(tmp_path_factory):
     from kerasdl.models.fcn import fcn
 
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(2)
-    count, steps = 96, 12
-    y = rng.integers(0, 2, size=count)
-    x = np.zeros((count, steps, 1), "float32")
-    for index in range(count):
-        length = int(rng.integers(4, steps + 1))
-        x[index, :length, 0] = 2.0 + np.linspace(0, 1, length) * (1 if y[index] else -1) + rng.normal(0, 0.05, length)
+    x, y = _rising_or_falling(seed=2, count=96, steps=12, shortest=4, noise=0.05)
     model = fcn(input_shape=(None, 1), num_classes=2, filters=(8, 16, 8))
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x[:64], y[:64], epochs=5, batch_size=16, verbose=0)
-    metadata = {"model": "fcn", "modality": "sequence", "class_names": ["falling", "rising"],
-                "input": {"shape": [None, 1], "dtype": "float32"}, "output": "logits"}
-    return write_run(tmp_path_factory.mktemp("fcn") / "run", model, metadata, (x[64:], y[64:]), (x[:64], y[:64]))
+    _fit(model, x[:64], y[:64], epochs=5, batch_size=16)
+    return write_run(tmp_path_factory.mktemp("fcn") / "run", model, _series_metadata("fcn"), (x[64:], y[64:]), (x[:64], y[:64]))
 
 
 def sst2_lines(split, count):
