@@ -35,6 +35,7 @@ def make_callbacks(
 ):
     """Returns the standard callbacks, writing into `run_dir`.
 
+    InterruptCheck first (a Ctrl-C that TensorFlow swallowed still stops the run),
     EarlyStopping on val_loss (restoring the best weights), ModelCheckpoint of the best
     model (`checkpoints/best.keras`), the LR callback for "step"/"plateau", TensorBoard
     (with a profiler trace of batches 5-10 when `profile`), CSVLogger (`history.csv`,
@@ -70,6 +71,7 @@ def make_callbacks(
     # checkpoint that the resumed run's history and best score do not know.
     checkpoint = keras.callbacks.ModelCheckpoint(os.path.join(checkpoint_dir, PENDING_CHECKPOINT), monitor="val_loss", save_best_only=True)
     callbacks = [
+        InterruptCheck(),
         keras.callbacks.TerminateOnNaN(),
         early_stopping,
         checkpoint,
@@ -140,3 +142,24 @@ class StepCountingProgbar(keras.callbacks.ProgbarLogger):
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(min(batch, self.target - 1) if self.target else batch, logs)
+
+
+class InterruptCheck(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at the next batch once Ctrl-C was pressed, if it was lost.
+
+    A Ctrl-C landing inside TensorFlow's eager fast path is swallowed there (see
+    `kerasdl.console.catch_interrupts`); the handler remembers it, and this callback raises it
+    again at the end of the next batch or epoch, so the command stops and says how to resume.
+    Keras has no callback for this: a callback is the only hook inside `fit`'s loop.
+
+    Example:
+    >>> model.fit(dataset, callbacks=[InterruptCheck()])
+    """
+
+    def _check(self, *unused, **unused_keywords):
+        from kerasdl.console import interrupt_requested
+
+        if interrupt_requested():
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_predict_batch_end = on_epoch_end = _check

@@ -33,6 +33,7 @@ import os
 import keras
 import numpy as np
 
+from kerasdl.callbacks import InterruptCheck
 from kerasdl.console import hide_retracing_warnings
 from kerasdl.data.pipeline import make_pipeline, take_examples
 from kerasdl.data.source import Split
@@ -139,7 +140,10 @@ def cross_validate(run, pool_x, pool_y):
     best_epoch, best_loss = 0, float("inf")
     for epoch in range(train.epochs):
         for index, (model, fold_train, fold_validation) in enumerate(members):
-            history = model.fit(fold_train, validation_data=fold_validation, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False)
+            history = model.fit(
+                fold_train, validation_data=fold_validation, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
+                callbacks=[InterruptCheck()],
+            )
             losses[index].append(float(history.history["val_loss"][-1]))
             accuracies[index].append(float(history.history["val_accuracy"][-1]))
         mean_loss = float(np.mean([fold[-1] for fold in losses]))

@@ -1,3 +1,7 @@
+import os
+import signal
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -41,10 +45,68 @@ def test_the_cosine_warmup_rate_is_keras_cosine_decay_without_cond():
 def test_standard_callbacks(tmp_path):
     callbacks = make_callbacks(str(tmp_path), lr_schedule="plateau", early_stopping_patience=3)
     kinds = {type(callback).__name__: callback for callback in callbacks}
-    assert set(kinds) == {"BackupAndRestore", "TerminateOnNaN", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "TensorBoard", "ReduceLROnPlateau"}
+    assert set(kinds) == {"InterruptCheck", "BackupAndRestore", "TerminateOnNaN", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "TensorBoard", "ReduceLROnPlateau"}
     assert kinds["EarlyStopping"].restore_best_weights and kinds["EarlyStopping"].patience == 3 and kinds["EarlyStopping"].monitor == "val_loss"
     assert kinds["ModelCheckpoint"].save_best_only and kinds["ModelCheckpoint"].filepath.endswith("checkpoints/.pending-best-{epoch}.keras")  # best.keras once committed
     assert "LearningRateScheduler" in {type(callback).__name__ for callback in make_callbacks(str(tmp_path), lr_schedule="step")}
+    assert type(callbacks[0]).__name__ == "InterruptCheck"  # Before the others see a batch it stops.
+
+
+@pytest.fixture
+def interrupt_handler():
+    """kerasdl's Ctrl-C handler in place for one test; Python's own handler and a clear flag after it."""
+    from kerasdl import console
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    console.catch_interrupts()
+    yield console
+    signal.signal(signal.SIGINT, previous)
+    console._interrupt["requested"] = False
+
+
+class SwallowedInterrupt(keras.callbacks.Callback):
+    """Presses Ctrl-C at one batch and swallows the KeyboardInterrupt, as TensorFlow's eager fast path does."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch, self.swallowed, self.batches = batch, 0, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if self.batches == self.batch:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # The handler runs here at the latest.
+            except KeyboardInterrupt:
+                self.swallowed += 1
+
+
+def test_a_swallowed_ctrl_c_still_stops_the_fit_at_that_batch(interrupt_handler):
+    from kerasdl.callbacks import InterruptCheck
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="dense")])
+    model.compile(optimizer="sgd", loss="mse")
+    swallow = SwallowedInterrupt(batch=3)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(np.zeros((64, 2)), np.zeros((64, 1)), batch_size=8, epochs=5, callbacks=[swallow, InterruptCheck()], verbose=0)
+    assert swallow.swallowed == 1 and swallow.batches == 3 and interrupt_handler.interrupt_requested()
+    # Without the check, the same swallowed interrupt is lost: all 5 epochs of 8 batches run.
+    interrupt_handler._interrupt["requested"] = False
+    swallow = SwallowedInterrupt(batch=3)
+    model.fit(np.zeros((64, 2)), np.zeros((64, 1)), batch_size=8, epochs=5, callbacks=[swallow], verbose=0)
+    assert swallow.swallowed == 1 and swallow.batches == 40
+
+
+def test_ctrl_c_stays_ignored_where_the_user_ignored_it():
+    from kerasdl import console
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # As `nohup` or a background job leaves it.
+    try:
+        console.catch_interrupts()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_backup_keeps_the_best_scores_for_a_restart(tmp_path):
@@ -56,7 +118,8 @@ def test_backup_keeps_the_best_scores_for_a_restart(tmp_path):
 
     model = build()
     callbacks = make_callbacks(str(tmp_path), early_stopping_patience=9)
-    early_stopping, checkpoint, backup = callbacks[1], callbacks[2], callbacks[-1]
+    kinds = {type(callback).__name__: callback for callback in callbacks}
+    early_stopping, checkpoint, backup = kinds["EarlyStopping"], kinds["ModelCheckpoint"], callbacks[-1]
     best_weights = None
     for callback in callbacks:
         callback.set_model(model)
@@ -73,7 +136,8 @@ def test_backup_keeps_the_best_scores_for_a_restart(tmp_path):
     for callback in fresh:
         callback.set_model(restarted)
         callback.on_train_begin()
-    assert fresh[1].best == pytest.approx(0.4) and fresh[1].best_epoch == 1 and fresh[1].wait == 1
-    assert fresh[2].best == pytest.approx(0.4) and restarted._initial_epoch == 3
-    for expected, actual in zip(best_weights, fresh[1].best_weights):
+    fresh_early_stopping, fresh_checkpoint = (next(callback for callback in fresh if type(callback).__name__ == kind) for kind in ("EarlyStopping", "ModelCheckpoint"))
+    assert fresh_early_stopping.best == pytest.approx(0.4) and fresh_early_stopping.best_epoch == 1 and fresh_early_stopping.wait == 1
+    assert fresh_checkpoint.best == pytest.approx(0.4) and restarted._initial_epoch == 3
+    for expected, actual in zip(best_weights, fresh_early_stopping.best_weights):
         np.testing.assert_array_equal(expected, actual)

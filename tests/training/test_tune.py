@@ -65,14 +65,19 @@ def test_the_deadline_stops_training_after_the_current_batch():
 
 
 def test_interrupted_search_resumes_and_its_best_yaml_reproduces_the_best_trial(tmp_path, repo_root):
-    # Two trials of two epochs; min_steps makes each epoch long enough to interrupt trial 1 inside
-    # its second: with 1,200 steps a fast CI machine ran that epoch in 0.6 s (1 ms/step) and the
-    # search ended before the interrupt landed; 4,000 give it 2 s or more.
+    # Two trials of two epochs; min_steps makes each epoch long enough (2 s or more) to interrupt
+    # trial 1 inside its second.
     command = [
         sys.executable, "-m", "training.tune", "mlp", "--max-trials", "2", "--epochs", "2", "--output", str(tmp_path),
         "--set", "train.min_steps=4000", "--set", "train.verbose=2",
     ]
-    process = subprocess.Popen(command, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C's default disposition, as a terminal gives it: a job started in the background without
+    # job control (as CI starts this suite) inherits SIGINT ignored, and a Python started so never
+    # installs its KeyboardInterrupt handler, so the interrupt would be lost (the CI failure).
+    process = subprocess.Popen(
+        command, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline, interrupted = time.time() + 400, False
     while time.time() < deadline and process.poll() is None:
         backups = list(tmp_path.glob("mlp/tune-*/trials/trial_1/backup/training_metadata.json"))
