@@ -140,13 +140,16 @@ _CHILD = r"""
 import json, os, sys, time
 from kerasdl.console import quiet_startup
 quiet_startup()
-from kerasdl.baseline import baseline_for_splits
+from kerasdl.backend import select_backend_for
 from kerasdl.config import resolve_config
+model, data, output, sets = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+config = resolve_config(model, sets=["train.verbose=0", f"output={output}", *sets], flags={"data": data})
+# The backend training.run picks (the model's registry entry), chosen before Keras is imported.
+select_backend_for(config)
+from kerasdl.baseline import baseline_for_splits
 from kerasdl.data import load_data
 from kerasdl.models.registry import get_model_entry
 from kerasdl.train import train_and_evaluate
-model, data, output, sets = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-config = resolve_config(model, sets=["train.verbose=0", f"output={output}", *sets], flags={"data": data})
 cpu, wall = time.process_time(), time.time()
 summary = train_and_evaluate(config, fresh=True, log=lambda line: None)
 cpu, wall = time.process_time() - cpu, time.time() - wall
@@ -166,7 +169,8 @@ if splits.modality == "sequence" and splits.input_shape[-1] == 1:
     moved = np.where(x != 0.0, x * scale + offset, 0.0).astype("float32")
     trained = load_model(os.path.join(summary["run_dir"], "model.keras"))[0]
     shifted = float(np.mean(np.argmax(trained.predict(moved, verbose=0), axis=1) == y))
-print("BENCH_JSON " + json.dumps({"shifted_test_accuracy": shifted,
+import keras
+print("BENCH_JSON " + json.dumps({"shifted_test_accuracy": shifted, "backend": keras.backend.backend(),
     "test_accuracy": metrics["test_accuracy"], "epochs": metrics.get("epochs"), "train_examples": metrics.get("train_examples"),
     "test_examples": metrics.get("test_examples"), "cpu_s": cpu, "wall_s": wall, "run_dir": summary["run_dir"],
     "baseline_accuracy": baseline["test_accuracy"], "baseline": baseline["description"],
@@ -221,7 +225,7 @@ def run(quick):
         shifted = f", {outcome['shifted_test_accuracy']:.4f} on the test series moved and scaled one by one" if outcome.get("shifted_test_accuracy") is not None else ""
         notes.append(
             f"{case}: {model} {' '.join(sets) or '(defaults)'}{shifted}: {outcome['epochs']} epochs, {outcome['train_examples']} train / "
-            f"{outcome['test_examples']} test, {outcome['cpu_s']:.0f} CPU s ({outcome['wall_s']:.0f} s wall); baseline {outcome['baseline']}"
+            f"{outcome['test_examples']} test, {outcome['cpu_s']:.0f} CPU s ({outcome['wall_s']:.0f} s wall) on {outcome['backend']}; baseline {outcome['baseline']}"
         )
         if case in QUICK:
             targets.append(common.target(

@@ -13,6 +13,7 @@ def test_run_turns_measurements_into_rows_targets_and_decisions(monkeypatch):
     measured = {
         "test_accuracy": 0.94, "baseline_accuracy": 0.8867, "baseline": "1-NN", "epochs": 6, "train_examples": 50,
         "test_examples": 150, "cpu_s": 82.0, "wall_s": 311.0, "run_dir": "runs/lstm/x", "shifted_test_accuracy": 0.93,
+        "backend": "jax",
     }
     monkeypatch.setattr(small_data, "QUICK", ("gunpoint_new", "ecg200_new"))
     monkeypatch.setattr(small_data, "measure", lambda case, log=print: dict(measured) if case == "gunpoint_new" else None)
@@ -24,4 +25,5 @@ def test_run_turns_measurements_into_rows_targets_and_decisions(monkeypatch):
     assert met == {"small_data_gunpoint_new": True, "small_data_gunpoint_new_cpu": True}
     assert "ecg200_new: skipped, its data is not in ../shared/data" in outcome["notes"]
     assert any(note.startswith("gunpoint_new: lstm (defaults), 0.9300 on the test series moved and scaled") for note in outcome["notes"])
+    assert any("82 CPU s (311 s wall) on jax; baseline 1-NN" in note for note in outcome["notes"])
     assert any(note.startswith("decision train.min_validation_examples: gunpoint_new 0.9400") for note in outcome["notes"])
