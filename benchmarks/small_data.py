@@ -85,6 +85,8 @@ CASES = {
     # Text: the step budget, then the regularization of the text LSTM.
     "sst2_300_before": ("lstm", ("sst2",), ("data.max_examples=300",) + BEFORE),
     "sst2_300_new": ("lstm", ("sst2",), ("data.max_examples=300",)),
+    # The n-gram MLP, the model the run report recommends for short texts (samples / words per sample < 1,500).
+    "sst2_300_mlp": ("mlp", ("sst2",), ("data.max_examples=300",)),
     "sst2_300_spatial": ("lstm", ("sst2",), ("data.max_examples=300", "model.spatial_dropout=0.3")),
     "sst2_300_recurrent": ("lstm", ("sst2",), ("data.max_examples=300", "model.recurrent_dropout=0.2")),
     "sst2_300_small_embedding": ("lstm", ("sst2",), ("data.max_examples=300", "model.embedding_dim=32", "model.max_tokens=5000")),
@@ -132,8 +134,18 @@ DECISIONS = {
         "ecg200_fcn_momentum_099", "ecg200_fcn_half_width", "coffee_fcn_half_width",
     ],
 }
-# The cases --quick runs: the new defaults on every set, and the FCN beside the LSTM on the UCR sets.
-QUICK = ("gunpoint_new", "ecg200_new", "coffee_new", "gunpoint_fcn", "ecg200_fcn", "coffee_fcn", "sst2_300_new", "cifar2000_new", "mnist1800_new")
+# The cases --quick runs, by data set: every default model that fits the set (the FCN beside the
+# LSTM on the UCR sets, the n-gram MLP beside it on text). The issue's goal is per set: the best
+# default kerasdl model matches the classical baseline; every case must fit 5 CPU-minutes.
+QUICK_SETS = {
+    "gunpoint": ("gunpoint_new", "gunpoint_fcn"),
+    "ecg200": ("ecg200_new", "ecg200_fcn"),
+    "coffee": ("coffee_new", "coffee_fcn"),
+    "sst2_300": ("sst2_300_new", "sst2_300_mlp"),
+    "cifar2000": ("cifar2000_new",),
+    "mnist1800": ("mnist1800_new",),
+}
+QUICK = tuple(case for cases in QUICK_SETS.values() for case in cases)
 
 # Runs in a fresh process: the case's CPU time is that process's alone.
 _CHILD = r"""
@@ -228,11 +240,17 @@ def run(quick):
             f"{outcome['test_examples']} test, {outcome['cpu_s']:.0f} CPU s ({outcome['wall_s']:.0f} s wall) on {outcome['backend']}; baseline {outcome['baseline']}"
         )
         if case in QUICK:
-            targets.append(common.target(
-                f"small_data_{case}", f"{case}: default {model} >= classical baseline", outcome["test_accuracy"], outcome["baseline_accuracy"], ">=",
-                reason=f"{outcome['test_accuracy']:.4f} vs {outcome['baseline_accuracy']:.4f} ({outcome['baseline']})",
-            ))
             targets.append(common.target(f"small_data_{case}_cpu", f"{case}: CPU seconds within 5 CPU-minutes", outcome["cpu_s"], 300.0, "<="))
+    for data_set, members in QUICK_SETS.items():
+        measured = [case for case in members if case in results]
+        if measured:
+            best = max(measured, key=lambda case: results[case]["test_accuracy"])
+            accuracy, baseline = results[best]["test_accuracy"], results[best]["baseline_accuracy"]
+            others = ", ".join(f"{CASES[case][0]} {results[case]['test_accuracy']:.4f}" for case in measured if case != best)
+            targets.append(common.target(
+                f"small_data_{data_set}", f"{data_set}: best default model ({CASES[best][0]}) >= classical baseline", accuracy, baseline, ">=",
+                reason=f"{CASES[best][0]} {accuracy:.4f} vs {baseline:.4f} ({results[best]['baseline']})" + (f"; also {others}" if others else ""),
+            ))
     for decision, members in DECISIONS.items():
         measured = [f"{case} {results[case]['test_accuracy']:.4f}" for case in members if case in results]
         if measured:
