@@ -321,8 +321,10 @@ def save_preset(classifier, run_dir):
     ),
     tolerances={"savedmodel": 1e-4, "onnx": 1e-3, "litert": 1e-3},
     # TensorFlow: benchmarks/backends.py --quick (BERT-Tiny's shape, 64 tokens, 1,000 SST-2
-    # sentences, batch 64, spe=16, shared 2-core CPU, best steady epoch): 380 examples/s against
-    # 255 on JAX, CPU 3.3 against 3.9 ms/example; test accuracy 0.513 against 0.514.
+    # sentences, batch 64, spe=16, best steady epoch) finds no steady winner in wall time (JAX
+    # 0.67x, 2.1x and 1.05x TensorFlow's examples/s in three runs on a shared 2-core CPU), while
+    # TensorFlow takes less CPU per example every time (7.6 against 8.6 ms in results/8-backends.json)
+    # and compiles its first epoch sooner; test accuracy 0.513 against 0.514.
     backend="tensorflow",
     save_extras=save_preset,
     search_space={
