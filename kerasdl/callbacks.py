@@ -10,6 +10,7 @@ import os
 import keras
 
 from kerasdl.config import TrainConfig
+from kerasdl.console import interrupt_requested
 from kerasdl.optim import step_decay
 from kerasdl.rundir import HISTORY_FILE
 
@@ -156,9 +157,13 @@ class InterruptCheck(keras.callbacks.Callback):
     >>> model.fit(dataset, callbacks=[InterruptCheck()])
     """
 
-    def _check(self, *unused, **unused_keywords):
-        from kerasdl.console import interrupt_requested
+    # It only reads a flag, so Keras may run it on its callback thread (JAX): a KeyboardInterrupt
+    # raised there reaches `fit` at the next batch, through the future Keras collects. Without
+    # this, its batch hooks alone would turn off Keras' asynchronous dispatch and pull every
+    # batch's logs to Python (a device sync per step) in fits with no other batch callback (the folds).
+    async_safe = True
 
+    def _check(self, *unused, **unused_keywords):
         if interrupt_requested():
             raise KeyboardInterrupt
 

@@ -1,5 +1,7 @@
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import keras
@@ -96,6 +98,38 @@ def test_a_swallowed_ctrl_c_still_stops_the_fit_at_that_batch(interrupt_handler)
     swallow = SwallowedInterrupt(batch=3)
     model.fit(np.zeros((64, 2)), np.zeros((64, 1)), batch_size=8, epochs=5, callbacks=[swallow], verbose=0)
     assert swallow.swallowed == 1 and swallow.batches == 40
+
+
+def test_on_jax_the_check_keeps_keras_asynchronous_callbacks_and_still_stops_the_fit(repo_root):
+    # JAX runs batch callbacks on Keras' callback thread when every one is async-safe; the
+    # interrupt raised there must still end `fit` within a batch or two (of 400).
+    code = """
+import os
+os.environ["KERAS_BACKEND"] = "jax"
+import keras, numpy as np
+from kerasdl import console
+from kerasdl.callbacks import InterruptCheck
+print("async", keras.callbacks.CallbackList([InterruptCheck()])._async_train)
+model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="dense")])
+model.compile(optimizer="sgd", loss="mse")
+seen = []
+class PressAtBatch3(keras.callbacks.Callback):
+    async_safe = True
+    def on_train_batch_end(self, batch, logs=None):
+        seen.append(batch)
+        if len(seen) == 3:
+            console._interrupt["requested"] = True  # What the handler does when TensorFlow swallowed the raise.
+try:
+    model.fit(np.zeros((64, 2)), np.zeros((64, 1)), batch_size=8, epochs=50, callbacks=[PressAtBatch3(), InterruptCheck()], verbose=0)
+    print("not interrupted after", len(seen))
+except KeyboardInterrupt:
+    print("interrupted after", len(seen))
+"""
+    completed = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    assert lines[0] == "async True"
+    assert lines[1].startswith("interrupted after ") and 3 <= int(lines[1].split()[-1]) <= 5, lines
 
 
 def test_ctrl_c_stays_ignored_where_the_user_ignored_it():
