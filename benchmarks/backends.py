@@ -2,8 +2,8 @@
 
 For each case, both backends train the same registry model (the real builders) on
 the same examples, with the project's optimizer (AdamW, clipnorm 1.0, cosine
-schedule with warmup), the project's tf.data pipeline (`make_pipeline`, text
-tokenized in it as in training) and Keras' `jit_compile="auto"` (XLA on JAX, off
+schedule with warmup), the project's training input as a run uses it
+(`training_input`: tokenized arrays on JAX, the tf.data pipeline on TensorFlow) and Keras' `jit_compile="auto"` (XLA on JAX, off
 on TensorFlow on a CPU), at steps_per_execution 1 and 16:
 
 - `mlp`: MNIST 28x28 flattened to 784-feature vectors;
@@ -154,7 +154,7 @@ def measure(case, backend, data_path, epochs, model_options):
 
     from kerasdl.optim import make_optimizer, steps_per_epoch
     from kerasdl.config import TrainConfig
-    from kerasdl.data.pipeline import make_pipeline, normalization_statistics
+    from kerasdl.data.pipeline import fit_arguments, make_pipeline, normalization_statistics, training_input
     from kerasdl.data.source import Split
     from kerasdl.models.registry import DataFacts, get_model_entry
 
@@ -180,10 +180,11 @@ def measure(case, backend, data_path, epochs, model_options):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"], steps_per_execution=steps_per_execution, jit_compile="auto",
         )
-        train_data = make_pipeline(splits["train"], BATCH_SIZE, training=True, tokenizer=tokenizer, seed=defaults.seed)
+        # As a run feeds it: arrays on JAX where they fit, tf.data otherwise (`training_input`).
+        train_data = training_input(splits["train"], BATCH_SIZE, tokenizer=tokenizer, seed=defaults.seed)
         validation_data = make_pipeline(splits["validation"], BATCH_SIZE, training=False, tokenizer=tokenizer)
         timer = _epoch_clock()
-        train_model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=[timer], verbose=0)
+        train_model.fit(**fit_arguments(train_data), validation_data=validation_data, epochs=epochs, callbacks=[timer], verbose=0)
         outcome["jit_compile"] = bool(train_model.jit_compile)
         correct = total = 0
         for x, y in make_pipeline(splits["test"], BATCH_SIZE, training=False, tokenizer=tokenizer).as_numpy_iterator():
@@ -258,7 +259,7 @@ def run(quick, cases=None):
             rows += _rows(case, measured)
             targets += _targets(case, model_name, get_model_entry(model_name).backend, measured, sizes["epochs"])
             notes += _case_notes(case, measured, sizes["epochs"])
-    notes.append(f"batch {BATCH_SIZE}, {sizes['epochs']} epochs, AdamW + clipnorm 1.0 + cosine, tf.data input, jit_compile='auto', no callbacks; rate of the fastest of epochs 2..{sizes['epochs']}")
+    notes.append(f"batch {BATCH_SIZE}, {sizes['epochs']} epochs, AdamW + clipnorm 1.0 + cosine, the training input of a run (arrays on JAX, tf.data on TensorFlow), jit_compile='auto', no callbacks; rate of the fastest of epochs 2..{sizes['epochs']}")
     return common.result("backends", started, rows, targets, notes)
 
 

@@ -40,9 +40,13 @@ def build_model(model_name, modality, input_shape, num_classes, mean, variance, 
 def fit_epochs(
     model_name, modality, train_split, validation_split, input_shape, num_classes, batch_size=64, epochs=3,
     augmenter=None, steps_per_execution=1, jit_compile=False, dataset_options=None, model_options=None,
-    callbacks=True, train_dataset=None,
+    callbacks=True, train_dataset=None, array_feed=True,
 ):
     """Trains with the project's pipeline and callbacks; returns per-epoch seconds and more.
+
+    The training split goes through `kerasdl.data.pipeline.training_input`, as in a run
+    (arrays on JAX where they fit); `array_feed=False` keeps the tf.data pipeline
+    (the feed before it, for the before/after rows).
 
     Returns:
         `{"epoch_seconds": [...], "train_examples": int, "steps_per_epoch": int}`.
@@ -52,15 +56,20 @@ def fit_epochs(
     from kerasdl.callbacks import make_callbacks
     from kerasdl.optim import make_optimizer, steps_per_epoch
     from kerasdl.config import TrainConfig
-    from kerasdl.data.pipeline import make_pipeline, normalization_statistics
+    from kerasdl.data.pipeline import fit_arguments, make_pipeline, normalization_statistics, training_input
 
     defaults = TrainConfig()
     keras.utils.set_random_seed(defaults.seed)
     mean, variance = normalization_statistics(train_split, modality)
-    train_data = train_dataset if train_dataset is not None else make_pipeline(train_split, batch_size, training=True, augmenter=augmenter)
+    if train_dataset is not None:
+        train_data = train_dataset
+    elif array_feed:
+        train_data = training_input(train_split, batch_size, augmenter=augmenter)
+    else:
+        train_data = make_pipeline(train_split, batch_size, training=True, augmenter=augmenter)
     validation_data = make_pipeline(validation_split, batch_size, training=False)
     if dataset_options is not None:
-        train_data = train_data.with_options(dataset_options)
+        train_data = train_data.with_options(dataset_options) if hasattr(train_data, "with_options") else train_data
         validation_data = validation_data.with_options(dataset_options)
     steps = steps_per_epoch(train_split.size, batch_size)
     model = build_model(model_name, modality, input_shape, num_classes, mean, variance, model_options)
@@ -76,8 +85,9 @@ def fit_epochs(
         if callbacks:
             # Only the run folder is passed: the defaults are what a training run uses.
             callback_list = list(make_callbacks(run_dir)) + [timer]
-        model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callback_list, verbose=0, shuffle=False)
-    return {"epoch_seconds": timer.times, "train_examples": int(train_split.size), "steps_per_epoch": int(steps)}
+        model.fit(**fit_arguments(train_data), validation_data=validation_data, epochs=epochs, callbacks=callback_list, verbose=0)
+    feed = "arrays" if hasattr(train_data, "batch_size") and not hasattr(train_data, "with_options") else "tf.data"
+    return {"epoch_seconds": timer.times, "train_examples": int(train_split.size), "steps_per_epoch": int(steps), "feed": feed}
 
 
 def steady_examples_per_s(fit_result):

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from kerasdl import rundir
+from kerasdl.data.pipeline import fit_arguments
 
 
 def plan_phases(run):
@@ -88,10 +89,8 @@ def _fit(run, phase, start_epoch, seed):
     run.train_model._initial_epoch = None
     fit_started = time.time()
     history = run.train_model.fit(
-        run.data["train"], validation_data=run.data["validation"], epochs=start_epoch + phase["epochs_planned"], initial_epoch=start_epoch,
-        callbacks=callbacks, verbose=train.verbose,
-        # The pipeline already shuffles (seeded); Keras ignores `shuffle` for datasets.
-        shuffle=False,
+        **fit_arguments(run.data["train"]), validation_data=run.data["validation"], epochs=start_epoch + phase["epochs_planned"],
+        initial_epoch=start_epoch, callbacks=callbacks, verbose=train.verbose,
     )
     run.fit_seconds += time.time() - fit_started
     run.examples_trained += len(history.epoch) * run.splits.train.size * run.passes_per_epoch

@@ -35,7 +35,7 @@ import numpy as np
 
 from kerasdl.callbacks import InterruptCheck
 from kerasdl.console import hide_retracing_warnings
-from kerasdl.data.pipeline import make_pipeline, take_examples
+from kerasdl.data.pipeline import fit_arguments, make_pipeline, take_examples, training_input
 from kerasdl.data.source import Split
 
 RESULT_FILE = "cross_validation.json"
@@ -141,7 +141,7 @@ def cross_validate(run, pool_x, pool_y):
     for epoch in range(train.epochs):
         for index, (model, fold_train, fold_validation) in enumerate(members):
             history = model.fit(
-                fold_train, validation_data=fold_validation, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
+                **fit_arguments(fold_train), validation_data=fold_validation, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
                 callbacks=[InterruptCheck()],
             )
             losses[index].append(float(history.history["val_loss"][-1]))
@@ -184,10 +184,10 @@ def _pipeline(run, split, passes, training):
 
     config = run.config
     batch = optim.training_batch(run.global_batch, split.size) if training else run.global_batch
-    return make_pipeline(
-        split, batch, training=training, seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb,
-        shuffle_buffer=config.data.shuffle_buffer, tokenizer=run.tokenizer, passes=passes, augmenter=run.augmenter if training else None,
-    )
+    options = dict(seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer, tokenizer=run.tokenizer)
+    if training:
+        return training_input(split, batch, augmenter=run.augmenter, passes=passes, **options)
+    return make_pipeline(split, batch, training=False, **options)
 
 
 class CrossValidatedScores(keras.callbacks.Callback):

@@ -32,7 +32,7 @@ import yaml
 from kerasdl import rundir
 from kerasdl.config import ConfigError, default_config, fill_modality_defaults
 from kerasdl.data import DataError, load_data
-from kerasdl.data.pipeline import make_pipeline, normalization_statistics, take_examples
+from kerasdl.data.pipeline import make_pipeline, normalization_statistics, take_examples, training_input
 from kerasdl.models.registry import DataFacts, get_model_entry
 
 
@@ -260,7 +260,9 @@ def compile_for_training(model, optimizer, steps_per_execution, jit_compile):
 
 
 def make_pipelines(run):
-    """tf.data pipelines; a text model's splits are all tokenized in the pipeline, the test split too.
+    """The training input (`training_input`: arrays on JAX where they fit, else tf.data) and tf.data for validation and test.
+
+    A text model's splits are all tokenized in the pipeline, the test split too.
 
     The evaluation runs the token-id part (`kerasdl.outputs.evaluate`): it shares every weight
     and the tokenizer with the saved string model, and a model taking strings cannot run on JAX.
@@ -278,8 +280,8 @@ def make_pipelines(run):
         augmenter = make_augmenter(seed=config.train.seed, image_shape=splits.input_shape, **options)
     run.augmenter = augmenter
     common = dict(seed=config.train.seed, cache=config.data.cache, cache_limit_mb=config.data.cache_limit_mb, shuffle_buffer=config.data.shuffle_buffer)
-    train = make_pipeline(
-        splits.train, run.train_batch, training=True, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer,
+    train = training_input(
+        splits.train, run.train_batch, augmenter=augmenter, drop_remainder=run.multi_worker, tokenizer=run.tokenizer,
         passes=run.passes_per_epoch, **common,
     )
     validation = make_pipeline(splits.validation, run.global_batch, training=False, tokenizer=run.tokenizer, **common)

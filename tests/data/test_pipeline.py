@@ -6,8 +6,8 @@ from kerasdl.data import load_data
 from kerasdl.data.augment import make_augmenter
 from kerasdl.data.digits import load_digits
 from kerasdl.data.npz import load_npz
-from kerasdl.data.pipeline import make_pipeline, normalization_statistics
-from kerasdl.data.source import DataError
+from kerasdl.data.pipeline import ArrayBatches, fit_arguments, make_pipeline, normalization_statistics, split_arrays, training_input
+from kerasdl.data.source import DataError, Split
 
 
 def first_batch(dataset):
@@ -69,6 +69,91 @@ print(keras.backend.backend())
     plain = first_batch(make_pipeline(load_digits("image", image_size=[16, 16]).train, 32, training=False))[0]
     assert np.abs(images["jax"] - plain).mean() > 1.0
     np.testing.assert_allclose(images["jax"], images["tensorflow"], atol=1e-3)
+
+
+def test_jax_trains_from_the_split_held_as_arrays():
+    x = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    y = np.arange(40) % 4
+    batches = training_input(Split.from_arrays(x, y), 16, passes=2, backend="jax")
+    assert isinstance(batches, ArrayBatches) and batches.size == 80
+    # Every example once per pass, in the split's order: Keras shuffles them each epoch.
+    np.testing.assert_array_equal(batches.x, np.concatenate([x, x]))
+    np.testing.assert_array_equal(batches.y, np.concatenate([y, y]))
+    assert batches.y.dtype == np.int64
+    arguments = fit_arguments(batches)
+    assert arguments["batch_size"] == 16 and arguments["shuffle"] is True and arguments["x"] is batches.x
+
+
+def test_the_pipeline_stays_where_arrays_do_not_pay_or_cannot_be_made():
+    import tensorflow as tf
+
+    x, y = np.ones((20, 3), np.float32), np.zeros(20, np.int64)
+    split = Split.from_arrays(x, y)
+    streamed = Split(split.dataset, 20, in_memory=False, decode=lambda reference, label: (reference, label))
+    texts = Split(tf.data.Dataset.from_tensor_slices((["a b", "c d"] * 10, y)), 20)
+    cases = {
+        "tensorflow": training_input(split, 8, backend="tensorflow"),
+        "augmented": training_input(split, 8, augmenter=tf.keras.layers.Identity(), backend="jax"),
+        "over the cache limit": training_input(split, 8, cache_limit_mb=0, backend="jax"),
+        "streamed": training_input(streamed, 8, backend="jax"),
+        "strings": training_input(texts, 8, backend="jax"),
+        "sharded": training_input(split, 8, drop_remainder=True, backend="jax"),
+    }
+    for case, data in cases.items():
+        assert isinstance(data, tf.data.Dataset), case
+        assert fit_arguments(data) == {"x": data, "shuffle": False}, case
+    assert split_arrays(split, limit_bytes=20 * 12) is not None and split_arrays(split, limit_bytes=20 * 12 - 1) is None
+
+
+def test_text_arrays_are_tokenized_once_as_in_the_pipeline():
+    import keras
+    import tensorflow as tf
+
+    texts = ["a good film", "a bad film", "good good", "bad"] * 5
+    tokenizer = keras.layers.TextVectorization(output_sequence_length=4)
+    tokenizer.adapt(texts)
+    split = Split(tf.data.Dataset.from_tensor_slices((texts, np.arange(20) % 2)), 20)
+    batches = training_input(split, 8, tokenizer=tokenizer, backend="jax")
+    assert isinstance(batches, ArrayBatches) and batches.x.shape == (20, 4)
+    np.testing.assert_array_equal(batches.x, np.asarray(tokenizer(texts)))
+    pipeline_x = np.concatenate([x for x, _ in make_pipeline(split, 8, training=False, tokenizer=tokenizer).as_numpy_iterator()])
+    np.testing.assert_array_equal(batches.x, pipeline_x)
+
+
+def test_array_batches_train_repeatably_under_jax(tmp_path):
+    # Keras shuffles arrays with NumPy's global generator: the run's seed must fix the order.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, numpy as np\n"
+        "from kerasdl.backend import select_backend\n"
+        "select_backend('jax')\n"
+        "import keras\n"
+        "from kerasdl.data.pipeline import fit_arguments, training_input\n"
+        "from kerasdl.data.source import Split\n"
+        "x = np.random.default_rng(0).normal(size=(200, 6)).astype('float32'); y = (x[:, 0] > 0).astype('int64')\n"
+        "def train(seed):\n"
+        "    keras.utils.set_random_seed(seed)\n"
+        "    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])\n"
+        "    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
+        "    batches = training_input(Split.from_arrays(x, y), 16, passes=2)\n"
+        "    assert type(batches).__name__ == 'ArrayBatches', batches\n"
+        "    history = model.fit(**fit_arguments(batches), epochs=2, verbose=0)\n"
+        "    return np.concatenate([w.ravel() for w in model.get_weights()]), history.history['loss']\n"
+        "first, second, other = train(1), train(1), train(2)\n"
+        "assert np.array_equal(first[0], second[0]) and first[1] == second[1], 'the same seed trained differently'\n"
+        "assert not np.array_equal(first[0], other[0]), 'another seed trained identically: the order was not shuffled'\n"
+        "assert first[1][1] < first[1][0], first[1]\n"
+        "print('ok', keras.backend.backend())\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    environ = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(root))
+    completed = subprocess.run([sys.executable, "-c", code], cwd=root, env=environ, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split()[-2:] == ["ok", "jax"]
 
 
 def test_splits_are_seeded_and_stratified():
