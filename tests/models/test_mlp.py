@@ -34,7 +34,7 @@ def test_ngram_mlp_takes_strings_and_its_token_model_shares_the_weights(tmp_path
 
     from kerasdl.models.mlp import build_ngram_vocabulary, ngram_token_model
 
-    vectorizer = build_ngram_vocabulary(TEXTS)
+    vectorizer = build_ngram_vocabulary(TEXTS, min_document_frequency=2)
     # Words and word pairs in at least 2 texts, most frequent first; IDF ln((1 + 8) / (1 + df)) + 1.
     frequency = {"a": 5, "film": 5, "good": 4, "bad": 4, "a good": 3, "good film": 2, "a bad": 2}
     assert sorted(vectorizer["vocabulary"]) == sorted(frequency)
@@ -68,7 +68,10 @@ def test_the_mlp_entry_builds_the_ngram_network_for_text():
     assert (config.model["hidden_units"], config.model["dropout_rate"], config.model["max_features"], config.model["ngrams"]) == (64, 0.2, 20000, 2)
     assert fill_modality_defaults(default_config("mlp"), "features").model["hidden_units"] == 128
     model = entry(DataFacts("text", (), 2, train_texts=TEXTS), **config.model)
-    assert model.name == "ngram_mlp" and model.get_layer("text_vectorization").vocabulary_size() == 8
+    # Every word and word pair of the training texts (min_document_frequency 1), plus [UNK].
+    words = [text.lower().replace(",", " ").split() for text in TEXTS]
+    ngrams = {word for text in words for word in text} | {" ".join(pair) for text in words for pair in zip(text, text[1:])}
+    assert model.name == "ngram_mlp" and model.get_layer("text_vectorization").vocabulary_size() == len(ngrams) + 1
     features = entry(DataFacts("features", (64,), 10, np.zeros(64), np.ones(64)), **fill_modality_defaults(default_config("mlp"), "features").model)
     assert features.name == "mlp" and features.get_layer("hidden_0").units == 128
 
@@ -78,9 +81,10 @@ def test_ngram_vocabulary_errors_say_what_to_do():
 
     from kerasdl.models.mlp import build_ngram_vocabulary
 
-    with pytest.raises(ValueError, match=r"no word or word pair occurs in 2 of the 3 training texts; use more texts or --set model.min_document_frequency=1"):
-        build_ngram_vocabulary(["one", "two", "three"])
-    assert sorted(build_ngram_vocabulary(["one", "two", "three"], min_document_frequency=1)["vocabulary"]) == ["one", "three", "two"]
+    with pytest.raises(ValueError, match=r"no word or word pair occurs in 2 of the 3 training texts; use more texts or a lower --set model\.min_document_frequency \(1 keeps every word\)"):
+        build_ngram_vocabulary(["one", "two", "three"], min_document_frequency=2)
+    # The default keeps n-grams seen once (scikit-learn's min_df=1).
+    assert sorted(build_ngram_vocabulary(["one", "two", "three"])["vocabulary"]) == ["one", "three", "two"]
     with pytest.raises(ValueError, match="no words after lowercasing and removing punctuation"):
         build_ngram_vocabulary(["!!", "..."])
     with pytest.raises(ValueError, match="got 2 IDF weights for 3 vocabulary entries"):
@@ -90,9 +94,13 @@ def test_ngram_vocabulary_errors_say_what_to_do():
 def test_a_text_table_without_shared_words_is_one_line_on_the_command_line(tmp_path, cli):
     table = tmp_path / "unique.csv"
     table.write_text("text,label\n" + "".join(f"word{index},{index % 2}\n" for index in range(40)))
-    result = cli("training.run", "mlp", "--data", str(table), "--output", str(tmp_path / "runs"), "--set", "report.baseline=false")
+    result = cli(
+        "training.run", "mlp", "--data", str(table), "--output", str(tmp_path / "runs"), "--set", "report.baseline=false",
+        "--set", "model.min_document_frequency=2",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: no word or word pair occurs in 2 of the 32 training texts; use more texts or --set model.min_document_frequency=1"
+        "error: cannot build mlp with model.min_document_frequency=2: no word or word pair occurs in 2 of the 32 training texts; "
+        "use more texts or a lower --set model.min_document_frequency (1 keeps every word)"
     )
     assert not (tmp_path / "runs").exists()

@@ -69,7 +69,7 @@ def test_every_training_command_of_the_train_section_is_valid(capsys):
         (r"\(`model.use_cudnn=false`\)", lambda: default_config("lstm").model["use_cudnn"] is False),
         (r"`--set train.clipnorm=none`", lambda: resolve_config("mlp", sets=["train.clipnorm=none"]).train.clipnorm is None),
         (r"for text the n-gram MLP: TF-IDF of word 1-2 grams, Dropout, Dense\(64, relu\), Dropout, Dense", lambda: [fill_modality_defaults(default_config("mlp"), "text").model[key] for key in ("hidden_units", "dropout_rate", "ngrams", "num_hidden_layers")] == [64, 0.2, 2, 1]),
-        (r"20,000 most frequent word 1-2 grams that occur in at least 2 training texts", lambda: (default_config("mlp").model["max_features"], default_config("mlp").model["min_document_frequency"]) == (20000, 2)),
+        (r"20,000 most frequent word 1-2 grams \(every one seen in the training texts", lambda: (default_config("mlp").model["max_features"], default_config("mlp").model["min_document_frequency"]) == (20000, 1)),
         (r"BiLSTM, Dense \(text\)", lambda: fill_modality_defaults(default_config("lstm"), "text").model["bidirectional"] is True),
         (r"LSTM stack, Dense \(numeric series\)", lambda: fill_modality_defaults(default_config("lstm"), "sequence").model["bidirectional"] is False),
         (r"BiGRU, Dense \(text\)", lambda: fill_modality_defaults(default_config("gru"), "text").model["bidirectional"] is True),
