@@ -74,8 +74,7 @@ class ArrayBatches:
     `keras.utils.set_random_seed` seeds, so a run stays repeatable.
 
     Args:
-        x, y: the examples (tokenized already for a text model) and their class ids; a split
-            that makes several passes per epoch holds them that many times.
+        x, y: the examples (tokenized already for a text model) and their class ids.
         batch_size: examples per batch.
 
     Example:
@@ -99,9 +98,16 @@ def training_input(
     """The training split as `fit` should draw it: `ArrayBatches` where they pay, else `make_pipeline`'s dataset.
 
     Arrays are used on the JAX backend for a split already in memory (not an image folder),
-    without augmentation (it runs in tf.data), not sharded across workers, and whose arrays
-    (tokenized, times `passes`) fit in `cache_limit_mb`, the same memory budget as the cache.
-    On TensorFlow, Keras would turn arrays back into a tf.data pipeline: no gain.
+    without augmentation (it runs in tf.data), not sharded across workers, making one pass per
+    epoch, and whose arrays (tokenized) fit in `cache_limit_mb`, the same memory budget as the
+    cache. On TensorFlow, Keras would turn arrays back into a tf.data pipeline: no gain.
+
+    One pass only: a small split that repeats within an epoch (`passes` > 1, `train.min_steps`)
+    keeps the pipeline, which shuffles each pass on its own. Fed as the split tiled `passes`
+    times and shuffled whole, the default LSTM on UCR Coffee (22 series, 145 passes an epoch)
+    never left its 0.693 loss plateau within 10 epochs in 3 of 3 seeds, where the pipeline's
+    order left it by epoch 5-8 in 3 of 3 (same model, schedule and seeds; the same order through
+    either feed gave the same losses), and a Coffee run's test accuracy fell from 0.964 to 0.464.
 
     Args:
         split, batch_size, seed, augmenter, tokenizer, passes, drop_remainder, cache,
@@ -116,13 +122,10 @@ def training_input(
         import keras
 
         backend = keras.backend.backend()
-    if backend == "jax" and augmenter is None and not drop_remainder and split.in_memory and split.decode is None:
-        arrays = split_arrays(split, tokenizer, cache_limit_mb * 2**20 // max(passes, 1))
+    if backend == "jax" and augmenter is None and not drop_remainder and passes == 1 and split.in_memory and split.decode is None:
+        arrays = split_arrays(split, tokenizer, cache_limit_mb * 2**20)
         if arrays is not None:
-            x, y = arrays
-            if passes > 1:
-                x, y = np.concatenate([x] * passes), np.concatenate([y] * passes)
-            return ArrayBatches(x, y, batch_size)
+            return ArrayBatches(*arrays, batch_size)
     return make_pipeline(
         split, batch_size, training=True, seed=seed, augmenter=augmenter, cache=cache, cache_limit_mb=cache_limit_mb,
         shuffle_buffer=shuffle_buffer, drop_remainder=drop_remainder, tokenizer=tokenizer, passes=passes,
