@@ -56,20 +56,20 @@ def fit_epochs(
     from kerasdl.callbacks import make_callbacks
     from kerasdl.optim import make_optimizer, steps_per_epoch
     from kerasdl.config import TrainConfig
-    from kerasdl.data.pipeline import fit_arguments, make_pipeline, normalization_statistics, training_input
+    from kerasdl.data.pipeline import ArrayBatches, fit_arguments, make_pipeline, normalization_statistics, training_input
 
     defaults = TrainConfig()
     keras.utils.set_random_seed(defaults.seed)
     mean, variance = normalization_statistics(train_split, modality)
     if train_dataset is not None:
         train_data = train_dataset
-    elif array_feed:
+    elif array_feed and dataset_options is None:
         train_data = training_input(train_split, batch_size, augmenter=augmenter)
-    else:
+    else:  # tf.data options need the tf.data pipeline.
         train_data = make_pipeline(train_split, batch_size, training=True, augmenter=augmenter)
     validation_data = make_pipeline(validation_split, batch_size, training=False)
     if dataset_options is not None:
-        train_data = train_data.with_options(dataset_options) if hasattr(train_data, "with_options") else train_data
+        train_data = train_data.with_options(dataset_options)
         validation_data = validation_data.with_options(dataset_options)
     steps = steps_per_epoch(train_split.size, batch_size)
     model = build_model(model_name, modality, input_shape, num_classes, mean, variance, model_options)
@@ -86,7 +86,7 @@ def fit_epochs(
             # Only the run folder is passed: the defaults are what a training run uses.
             callback_list = list(make_callbacks(run_dir)) + [timer]
         model.fit(**fit_arguments(train_data), validation_data=validation_data, epochs=epochs, callbacks=callback_list, verbose=0)
-    feed = "arrays" if hasattr(train_data, "batch_size") and not hasattr(train_data, "with_options") else "tf.data"
+    feed = "arrays" if isinstance(train_data, ArrayBatches) else "tf.data"
     return {"epoch_seconds": timer.times, "train_examples": int(train_split.size), "steps_per_epoch": int(steps), "feed": feed}
 
 
